@@ -1,0 +1,18 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Shotline: generate AI video takes for shots on the Video Sequencer timeline, in sync with the song."""
+
+from .addon.blend import encoder, props, runtime
+from . import operators, panels
+
+modules = (props, operators, panels, runtime)
+
+
+def register():
+    for module in modules:
+        module.register()
+    encoder.configure_for_blender()
+
+
+def unregister():
+    for module in reversed(modules):
+        module.unregister()

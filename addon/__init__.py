@@ -1,0 +1,1 @@
+"""Shotline's pure core: no bpy outside addon/blend/."""

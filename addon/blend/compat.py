@@ -1,0 +1,156 @@
+"""Every difference between Blender 4.5 LTS and 5.x that Shotline meets, in one place.
+
+4.5 has `sequences` and `strips`, 5.x only `strips`; 5.x shows the sequencer scene as
+`context.sequencer_scene` (maybe not `context.scene`); 5.1+ renamed the timing
+properties (left_handle ...); retiming keys behave differently (see `conform`).
+"""
+
+from __future__ import annotations
+
+import bpy
+
+StripType = getattr(bpy.types, "Strip", None) or bpy.types.Sequence
+
+_NEW_TIMING = "left_handle" in StripType.bl_rna.properties
+HAS_SEQUENCER_SCENE = "sequencer_scene" in bpy.types.WorkSpace.bl_rna.properties
+
+
+def strips(ed) -> bpy.types.bpy_prop_collection:
+    return ed.strips if hasattr(ed, "strips") else ed.sequences
+
+
+def strips_all(ed):
+    return ed.strips_all if hasattr(ed, "strips_all") else ed.sequences_all
+
+
+def sequencer_scene(context) -> bpy.types.Scene | None:
+    """The scene the sequencer shows (5.x may show another scene than the window's, or none)."""
+    if HAS_SEQUENCER_SCENE:
+        scene = getattr(context, "sequencer_scene", None)
+        if scene is not None:
+            return scene
+    return context.scene
+
+
+def selected_strips(context) -> list:
+    found = getattr(context, "selected_strips", None)
+    if found is None:
+        found = getattr(context, "selected_sequences", None)
+    if found is None:
+        scene = sequencer_scene(context)
+        ed = scene.sequence_editor if scene else None
+        found = [s for s in strips_all(ed) if s.select] if ed else []
+    return list(found)
+
+
+def active_strip(context):
+    scene = sequencer_scene(context)
+    ed = scene.sequence_editor if scene else None
+    return ed.active_strip if ed else None
+
+
+def span(strip) -> tuple[int, int]:
+    """Visible range of a strip, end exclusive."""
+    if _NEW_TIMING:
+        return strip.left_handle, strip.right_handle
+    return strip.frame_final_start, strip.frame_final_end
+
+
+def set_span(strip, left: int, right: int) -> None:
+    if _NEW_TIMING:
+        strip.left_handle, strip.right_handle = left, right
+    else:
+        strip.frame_final_start, strip.frame_final_end = left, right
+
+
+def content_start(strip) -> float:
+    return strip.content_start if _NEW_TIMING else strip.frame_start
+
+
+def set_content_start(strip, frame: float) -> None:
+    if _NEW_TIMING:
+        strip.content_start = frame
+    else:
+        strip.frame_start = frame
+
+
+def content_frames(strip) -> int:
+    """Frames of the strip's content on the timeline (after retiming), ignoring handles."""
+    return strip.content_duration if _NEW_TIMING else strip.frame_duration
+
+
+def sequencer_override(scene) -> dict:
+    """A context with a sequencer area, for operators that need one (works headless)."""
+    win = bpy.context.window_manager.windows[0]
+    area = next((a for a in win.screen.areas if a.type == 'SEQUENCE_EDITOR'), None)
+    if area is None:
+        area = max(win.screen.areas, key=lambda a: a.width * a.height)
+        area.type = 'SEQUENCE_EDITOR'
+    region = next(r for r in area.regions if r.type == 'WINDOW')
+    override = dict(window=win, area=area, region=region, scene=scene)
+    if HAS_SEQUENCER_SCENE:
+        override["sequencer_scene"] = scene
+    return override
+
+
+def scene_override(scene) -> dict:
+    """A context where `scene` is the one editing operators act on."""
+    override = dict(scene=scene)
+    if HAS_SEQUENCER_SCENE:
+        override["sequencer_scene"] = scene
+    return override
+
+
+def conform(strip, scene, frames: int) -> None:
+    """Retime a movie strip so its whole content spans `frames` timeline frames.
+
+    Blender's retiming keys: on 5.x `retiming_keys.add()` works on a fresh strip and the
+    end key sits one past the last frame; on 4.5 `add()` crashes until the retiming
+    operator has created the data, and the end key sits ON the last frame.
+    """
+    keys = strip.retiming_keys
+    if len(keys):
+        keys.reset()
+    start = round(content_start(strip))
+    if frames == content_frames(strip) and not len(keys):
+        return
+    if bpy.app.version >= (5, 0, 0):
+        keys.add(timeline_frame=start)
+        keys[-1].timeline_frame = start + frames
+        return
+    _make_retiming_data_45(strip, scene)
+    keys[-1].timeline_frame = start + frames - 1
+
+
+def _make_retiming_data_45(strip, scene) -> None:
+    ed = scene.sequence_editor
+    previous = [s for s in strips_all(ed) if s.select]
+    active = ed.active_strip
+    for s in previous:
+        s.select = False
+    strip.select = True
+    ed.active_strip = strip
+    frame = scene.frame_current
+    scene.frame_current = round(content_start(strip))
+    window = bpy.context.window_manager.windows[0]
+    window_scene = window.scene
+    window.scene = scene  # the operator acts on the window's scene on 4.5
+    try:
+        with bpy.context.temp_override(**sequencer_override(scene)):
+            bpy.ops.sequencer.retiming_key_add()
+    finally:
+        window.scene = window_scene
+        scene.frame_current = frame
+        strip.select = False
+        for s in previous:
+            s.select = True
+        ed.active_strip = active
+
+
+def new_effect(collection, name: str, type: str, channel: int, frame_start: int, length: int, **inputs):
+    """`new_effect` took `frame_end` up to 4.5 and takes `length` from 5.0."""
+    if "length" in collection.bl_rna.functions["new_effect"].parameters:
+        return collection.new_effect(name=name, type=type, channel=channel, frame_start=frame_start,
+                                     length=length, **inputs)
+    return collection.new_effect(name=name, type=type, channel=channel, frame_start=frame_start,
+                                 frame_end=frame_start + length, **inputs)

@@ -1,0 +1,130 @@
+"""Putting a take on the timeline: the shot's take strip, frame-exact and at real speed.
+
+The take strip starts on the shot's first frame, is retimed so the clip plays at its
+own rate whatever the scene's, is trimmed or fitted to the shot by its fit policy and
+never spills past it. Regenerating swaps the strip's file, so what the user set on the
+strip (modifiers, transform, crop, blend) stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+
+from .. import timing
+from . import compat, shots
+
+MAX_CHANNEL = 128
+
+
+class PlacementError(Exception):
+    """A take that cannot be placed; the message is for the director."""
+
+
+@dataclass
+class Placed:
+    strip: object
+    plan: timing.FitPlan
+    channel_note: str = ""
+
+
+def _overlaps(strip, left: int, right: int) -> bool:
+    s_left, s_right = compat.span(strip)
+    return s_left < right and left < s_right
+
+
+def free_channel(scene, wanted: int, left: int, right: int, ignore=()) -> int:
+    """`wanted` if nothing else occupies [left, right) there, else the next free channel above."""
+    ed = scene.sequence_editor
+    siblings = [s for s in compat.strips(ed) if s not in ignore]
+    for channel in range(wanted, MAX_CHANNEL + 1):
+        if not any(s.channel == channel and _overlaps(s, left, right) for s in siblings):
+            return channel
+    raise PlacementError(f"No free channel above {wanted} for frames {left}-{right}")
+
+
+def _clip_facts(strip) -> tuple[timing.Fraction, int]:
+    frames = compat.content_frames(strip)
+    if frames < 1 or strip.fps <= 0:
+        raise PlacementError(f"Blender cannot read the video \"{bpy.path.basename(strip.filepath)}\"")
+    return timing.rate(strip.fps), frames
+
+
+def _fit(scene, strip, shot_left: int, shot_right: int, policy: str) -> timing.FitPlan:
+    """Conform `strip` (its content already loaded, retiming reset) to the shot."""
+    compat.set_content_start(strip, shot_left)
+    clip_fps, clip_frames = _clip_facts(strip)
+    plan = timing.plan_fit(shot_right - shot_left, clip_frames, clip_fps, shots.scene_fps(scene), policy)
+    compat.conform(strip, scene, plan.content_frames)
+    compat.set_content_start(strip, shot_left)
+    compat.set_span(strip, shot_left, shot_left + plan.visible_frames)
+    return plan
+
+
+def _load(strip, filepath: str) -> None:
+    """Point a movie strip at another file, or leave it as it was if Blender can't read it."""
+    previous = strip.filepath
+    strip.filepath = filepath
+    try:
+        if len(strip.retiming_keys):
+            strip.retiming_keys.reset()
+        _clip_facts(strip)
+    except PlacementError:
+        strip.filepath = previous
+        raise
+
+
+def place_take(scene, shot, filepath: str) -> Placed:
+    """Show `filepath` as `shot`'s take: swap the take strip's file, or make the take strip."""
+    left, right = compat.span(shot)
+    props = shot.shotline
+    policy = props.fit
+    ed = scene.sequence_editor
+    strip = shots.take_strip(scene, shot)
+    note = ""
+    if strip is not None and strip.type == 'MOVIE':
+        old_span = compat.span(strip)
+        _load(strip, filepath)
+        try:
+            plan = _fit(scene, strip, left, right, policy)
+        except Exception:
+            compat.set_span(strip, *old_span)
+            raise
+    else:
+        wanted = min(shot.channel + scene.shotline.take_channel_offset, MAX_CHANNEL)
+        channel = free_channel(scene, wanted, left, right)
+        if channel != wanted:
+            note = f"channel {wanted} is taken there, the take went to channel {channel}"
+        strip = compat.strips(ed).new_movie(name=f"{shot.name} take", filepath=filepath, channel=channel,
+                                            frame_start=left)
+        try:
+            plan = _fit(scene, strip, left, right, policy)
+        except Exception:
+            compat.strips(ed).remove(strip)
+            raise
+        strip.shotline.role = 'TAKE'
+        strip.shotline.shot_id = props.shot_id
+        strip.color_tag = 'COLOR_05'
+    _place_loops(scene, shot, strip, plan, right)
+    return Placed(strip, plan, note)
+
+
+def _place_loops(scene, shot, take, plan: timing.FitPlan, shot_right: int) -> None:
+    """Rebuild the copies that repeat the take to fill a LOOP shot (nothing else is removed)."""
+    ed = scene.sequence_editor
+    for old in shots.loop_strips(scene, shot):
+        compat.strips(ed).remove(old)
+    start = compat.span(take)[0]
+    for n in range(1, plan.loops + 1):
+        left = start + n * plan.content_frames
+        right = min(left + plan.content_frames, shot_right)
+        channel = free_channel(scene, take.channel, left, right)
+        copy = compat.strips(ed).new_movie(name=f"{shot.name} loop {n}", filepath=take.filepath,
+                                           channel=channel, frame_start=left)
+        compat.conform(copy, scene, plan.content_frames)
+        compat.set_content_start(copy, left)
+        compat.set_span(copy, left, right)
+        copy.shotline.role = 'LOOP'
+        copy.shotline.shot_id = take.shotline.shot_id
+        copy.color_tag = take.color_tag

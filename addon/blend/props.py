@@ -1,0 +1,93 @@
+"""Shotline's data on strips and scenes (saved in the .blend; never secrets)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+from . import compat
+
+ROLES = [
+    ('NONE', "None", "Not Shotline's"),
+    ('SHOT', "Shot", "A shot: carries a prompt and takes"),
+    ('TAKE', "Take", "Shows the shot's active take"),
+    ('LOOP', "Loop", "Repeats the take to fill a longer shot"),
+]
+
+FIT_ITEMS = [
+    ('STRETCH', "Stretch", "Slow the clip down to fill the shot"),
+    ('HOLD', "Hold Last Frame", "Play at real speed, then hold the last frame"),
+    ('LOOP', "Loop", "Play at real speed, then start again"),
+    ('SHORT', "Leave Short", "Play at real speed and flag the shot as short"),
+]
+
+STATUS_ITEMS = [
+    ('NONE', "Not Generated", "", 'BLANK1', 0),
+    ('QUEUED', "Queued", "", 'SORTTIME', 1),
+    ('GENERATING', "Generating", "", 'RENDER_ANIMATION', 2),
+    ('DOWNLOADING', "Downloading", "", 'IMPORT', 3),
+    ('PLACED', "Placed", "", 'CHECKMARK', 4),
+    ('FAILED', "Failed", "", 'ERROR', 5),
+    ('CANCELLED', "Cancelled", "", 'CANCEL', 6),
+    ('SHORT', "Short", "The take is shorter than the shot", 'INFO', 7),
+]
+
+
+def _service_items(_self, _context):
+    from ..services import registry
+    return [(s.id, s.label, s.label) for s in registry.all_services()]
+
+
+class SHOTLINE_PG_take(bpy.types.PropertyGroup):
+    filepath: StringProperty(name="File", subtype='FILE_PATH')  # type: ignore
+    service: StringProperty(name="Service")  # type: ignore
+    seed: IntProperty(name="Seed")  # type: ignore
+    prompt: StringProperty(name="Prompt")  # type: ignore
+    created: StringProperty(name="Created")  # type: ignore
+    fps: FloatProperty(name="FPS")  # type: ignore
+    frames: IntProperty(name="Frames")  # type: ignore
+
+
+class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
+    role: EnumProperty(name="Role", items=ROLES, default='NONE')  # type: ignore
+    shot_id: StringProperty(name="Shot ID", description="Stable identity of the shot (strips may be renamed)")  # type: ignore
+    prompt: StringProperty(name="Prompt", description="What to generate; a Text strip's text is used when empty")  # type: ignore
+    negative_prompt: StringProperty(name="Negative Prompt")  # type: ignore
+    seed: IntProperty(name="Seed", min=0, max=2**31 - 1)  # type: ignore
+    random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for each take", default=True)  # type: ignore
+    service: EnumProperty(name="Service", items=_service_items)  # type: ignore
+    fit: EnumProperty(name="Fit", items=FIT_ITEMS, default='HOLD',
+                      description="What to do when the take is shorter than the shot")  # type: ignore
+    reference_image: StringProperty(name="Reference Image", subtype='FILE_PATH')  # type: ignore
+    status: EnumProperty(name="Status", items=STATUS_ITEMS, default='NONE')  # type: ignore
+    status_message: StringProperty(name="Status Message")  # type: ignore
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype='FACTOR')  # type: ignore
+    job_id: StringProperty(name="Job")  # type: ignore
+    takes: CollectionProperty(type=SHOTLINE_PG_take)  # type: ignore
+    active_take: IntProperty(name="Active Take", default=-1)  # type: ignore
+
+
+class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
+    song: StringProperty(name="Song", description="Sound strip the timing follows (empty: the longest)")  # type: ignore
+    take_channel_offset: IntProperty(name="Take Channel Offset", default=1, min=1, max=32,
+                                     description="Take strips go this many channels above their shot")  # type: ignore
+    media_folder: StringProperty(name="Media Folder", default="//shotline",
+                                 description="Where takes are written, relative to the .blend")  # type: ignore
+    jobs: StringProperty(name="Jobs", description="Unfinished jobs, saved with the file")  # type: ignore
+
+
+classes = (SHOTLINE_PG_take, SHOTLINE_PG_strip, SHOTLINE_PG_scene)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register_classes()
+    compat.StripType.shotline = PointerProperty(type=SHOTLINE_PG_strip)
+    bpy.types.Scene.shotline = PointerProperty(type=SHOTLINE_PG_scene)
+
+
+def unregister():
+    del bpy.types.Scene.shotline
+    del compat.StripType.shotline
+    _unregister_classes()

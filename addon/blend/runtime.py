@@ -1,0 +1,201 @@
+"""The main-thread side of jobs: submit shots, pump the queue, apply events to strips.
+
+Blender's data is touched here only, on the main thread: a `bpy.app.timers` callback
+pumps the queue in Blender; tests and the command-line batch call `pump()` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import bpy
+from bpy.app.handlers import persistent
+
+from .. import jobs, media
+from ..services import registry
+from . import compat, mediafolder, placement, shots
+
+log = logging.getLogger("shotline")
+
+PUMP_INTERVAL = 0.1
+_queue: jobs.JobQueue | None = None
+
+STATUS_BY_EVENT = {
+    "queued": 'QUEUED', "started": 'GENERATING', "progress": 'GENERATING', "downloading": 'DOWNLOADING',
+    "failed": 'FAILED', "cancelled": 'CANCELLED',
+}
+
+
+def queue() -> jobs.JobQueue:
+    global _queue
+    if _queue is None:
+        _queue = jobs.JobQueue(registry.get)
+    return _queue
+
+
+def job_key(scene, shot) -> str:
+    return f"{scene.name}\x1f{shot.shotline.shot_id}"
+
+
+def _shot_for(key: str):
+    scene_name, _, shot_id = key.partition("\x1f")
+    scene = bpy.data.scenes.get(scene_name)
+    return (scene, shots.by_id(scene, shot_id)) if scene else (None, None)
+
+
+def submit(scene, shot_strips) -> tuple[int, list[str]]:
+    """Queue one job per shot; returns how many were queued and a reason for each one that was not."""
+    problems = []
+    queued = 0
+    for shot in shot_strips:
+        props = shot.shotline
+        try:
+            service = registry.get(props.service)
+            if service.needs_network and not bpy.app.online_access:
+                raise ValueError(f"{service.label} needs online access (Preferences > System > Network)")
+            request = shots.build_request(scene, shot, service)
+            dest = media.next_take_path(mediafolder.root(scene), shot.name)
+        except (ValueError, KeyError, OSError) as err:
+            props.status, props.status_message = 'FAILED', str(err).strip("'\"")
+            problems.append(f"{shot.name}: {props.status_message}")
+            continue
+        if props.job_id and (old := queue().get(props.job_id)) and old.state not in jobs.FINISHED:
+            queue().cancel(old.id)
+        job = queue().submit(job_key(scene, shot), service.id, request, dest)
+        props.job_id, props.status, props.progress, props.status_message = job.id, 'QUEUED', 0.0, ""
+        queued += 1
+    ensure_timer()
+    return queued, problems
+
+
+def cancel(job_ids=None) -> int:
+    """Cancel the given jobs, or all; returns how many were asked to stop."""
+    q = queue()
+    ids = [j.id for j in q.active()] if job_ids is None else [i for i in job_ids if q.get(i)]
+    for job_id in ids:
+        q.cancel(job_id)
+    return len(ids)
+
+
+def pump(max_events: int = 64, budget_s: float = 0.004) -> list[jobs.Event]:
+    """Apply what workers reported; bounded so the UI never stalls."""
+    events = queue().pump(max_events=max_events, budget_s=budget_s)
+    for event in events:
+        try:
+            _apply(event)
+        except Exception:  # a bad event must not kill the timer
+            log.exception("applying %s for job %s", event.kind, event.job_id)
+    if events:
+        _redraw()
+    return events
+
+
+def _apply(event: jobs.Event) -> None:
+    job = queue().get(event.job_id)
+    scene, shot = _shot_for(job.key) if job else (None, None)
+    if shot is None or shot.shotline.job_id != job.id:
+        return  # the shot was deleted or regenerated since: its file stays on disk, nothing else to do
+    props = shot.shotline
+    if event.kind == "done":
+        _add_take(scene, shot, job)
+        return
+    props.status = STATUS_BY_EVENT[event.kind]
+    if event.progress is not None:
+        props.progress = event.progress
+    props.status_message = event.message
+
+
+def _add_take(scene, shot, job: jobs.Job) -> None:
+    props = shot.shotline
+    path = mediafolder.blend_path(job.result.path)
+    try:
+        placed = placement.place_take(scene, shot, path)
+    except placement.PlacementError as err:
+        props.status, props.status_message = 'FAILED', str(err)
+        return
+    take = props.takes.add()
+    take.filepath = path
+    take.service, take.seed, take.prompt = job.service_id, job.request.seed, job.request.prompt
+    take.fps = float(job.request.fps if job.result.fps is None else job.result.fps)
+    take.frames = job.result.frames or 0
+    take.created = time.strftime("%Y-%m-%d %H:%M")
+    props.active_take = len(props.takes) - 1
+    props.progress = 1.0
+    if placed.plan.short_by:
+        props.status = 'SHORT'
+        props.status_message = f"Take is {placed.plan.short_by} frames shorter than the shot"
+    else:
+        props.status = 'PLACED'
+        props.status_message = placed.channel_note
+
+
+def use_take(scene, shot, index: int) -> placement.Placed:
+    """Show another of the shot's takes in its take strip."""
+    take = shot.shotline.takes[index]
+    placed = placement.place_take(scene, shot, take.filepath)
+    shot.shotline.active_take = index
+    return placed
+
+
+def _redraw() -> None:
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type == 'SEQUENCE_EDITOR':
+                area.tag_redraw()
+
+
+def _tick() -> float | None:
+    pump()
+    return PUMP_INTERVAL if queue().busy else None
+
+
+def ensure_timer() -> None:
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=PUMP_INTERVAL, persistent=True)
+
+
+@persistent
+def _save_pre(filepath, *_args) -> None:
+    """Keep unfinished jobs with the file and move unsaved takes next to it."""
+    mediafolder.adopt_unsaved(filepath)
+    for scene in bpy.data.scenes:
+        if not hasattr(scene, "shotline"):
+            continue
+        records = [j.to_record() for j in queue().active() if j.key.startswith(f"{scene.name}\x1f")]
+        scene.shotline.jobs = json.dumps(records) if records else ""
+
+
+@persistent
+def _load_post(*_args) -> None:
+    """Resume the jobs a file was saved with (they outlive the session)."""
+    for scene in bpy.data.scenes:
+        raw = scene.shotline.jobs if hasattr(scene, "shotline") else ""
+        if not raw:
+            continue
+        for record in json.loads(raw):
+            try:
+                queue().resume(record)
+            except (KeyError, ValueError) as err:
+                log.warning("cannot resume a saved job: %s", err)
+    if queue().busy:
+        ensure_timer()
+
+
+def register():
+    bpy.app.handlers.save_pre.append(_save_pre)
+    bpy.app.handlers.load_post.append(_load_post)
+
+
+def unregister():
+    global _queue
+    if bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.unregister(_tick)
+    for handlers, fn in ((bpy.app.handlers.save_pre, _save_pre), (bpy.app.handlers.load_post, _load_post)):
+        if fn in handlers:
+            handlers.remove(fn)
+    if _queue is not None:
+        _queue.shutdown(wait=True, timeout=10)
+        _queue = None

@@ -1,0 +1,106 @@
+"""Shots on the timeline: finding them, their take strips, their song and their requests."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+import uuid
+
+import bpy
+
+from .. import timing
+from ..services.base import Request
+from . import compat
+
+SHOT_TYPES = {'TEXT', 'COLOR'}
+
+
+def scene_fps(scene) -> Fraction:
+    return timing.scene_rate(scene.render.fps, scene.render.fps_base)
+
+
+def is_shot(strip) -> bool:
+    return strip.shotline.role == 'SHOT'
+
+
+def can_become_shot(strip) -> bool:
+    return strip.type in SHOT_TYPES and strip.shotline.role == 'NONE'
+
+
+def make_shot(strip) -> None:
+    props = strip.shotline
+    props.role = 'SHOT'
+    if not props.shot_id:
+        props.shot_id = uuid.uuid4().hex
+    props.seed = random.randrange(2**31)
+
+
+def shots(scene) -> list:
+    ed = scene.sequence_editor
+    return [s for s in compat.strips_all(ed) if is_shot(s)] if ed else []
+
+
+def by_id(scene, shot_id: str, role: str = 'SHOT'):
+    ed = scene.sequence_editor
+    if not ed or not shot_id:
+        return None
+    return next((s for s in compat.strips_all(ed) if s.shotline.role == role and s.shotline.shot_id == shot_id), None)
+
+
+def take_strip(scene, shot):
+    return by_id(scene, shot.shotline.shot_id, 'TAKE')
+
+
+def loop_strips(scene, shot) -> list:
+    ed = scene.sequence_editor
+    sid = shot.shotline.shot_id
+    return [s for s in compat.strips_all(ed) if s.shotline.role == 'LOOP' and s.shotline.shot_id == sid]
+
+
+def prompt(strip) -> str:
+    """The prompt field, or a Text strip's own text when the field is empty."""
+    text = strip.shotline.prompt.strip()
+    if not text and strip.type == 'TEXT':
+        text = strip.text.strip()
+    return text
+
+
+def song(scene):
+    """The sound strip the timing follows: the one named in the settings, else the longest."""
+    ed = scene.sequence_editor
+    if not ed:
+        return None
+    sounds = [s for s in compat.strips_all(ed) if s.type == 'SOUND']
+    named = next((s for s in sounds if s.name == scene.shotline.song), None)
+    if named is not None:
+        return named
+    return max(sounds, key=lambda s: compat.span(s)[1] - compat.span(s)[0], default=None)
+
+
+def song_placement(scene, strip) -> timing.SongPlacement:
+    left, right = compat.span(strip)
+    return timing.SongPlacement(compat.content_start(strip), left, right, scene_fps(scene))
+
+
+def build_request(scene, shot, service) -> Request:
+    """What to ask `service` for so a take covers `shot` at the scene's rate and size."""
+    text = prompt(shot)
+    if not text:
+        raise ValueError(f"Shot \"{shot.name}\" has no prompt")
+    left, right = compat.span(shot)
+    fps = scene_fps(scene)
+    caps = service.capabilities
+    clip_fps = fps if not caps.fps or fps in caps.fps else max(caps.fps)
+    frames = timing.request_frames(right - left, fps, clip_fps, caps.durations, caps.frame_multiple, caps.max_frames)
+    props = shot.shotline
+    if props.random_seed:
+        props.seed = random.randrange(2**31)
+    percent = scene.render.resolution_percentage / 100
+    reference = bpy.path.abspath(props.reference_image) if props.reference_image else ""
+    return Request(
+        shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed,
+        frames=frames, fps=clip_fps, reference_image=reference,
+        # even sizes: H.264 needs them
+        width=max(2, int(scene.render.resolution_x * percent) // 2 * 2),
+        height=max(2, int(scene.render.resolution_y * percent) // 2 * 2),
+    )

@@ -1,0 +1,1 @@
+"""Generation services, one module each; `base` holds the contract."""

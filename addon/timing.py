@@ -1,0 +1,147 @@
+"""Time arithmetic: scene frames, clip frames and song seconds, with exact rates.
+
+Frame rates are Fractions (24000/1001, not 23.976) so that a take placed an hour
+into the timeline is still on the right frame. Blender hands us floats; they are
+turned into Fractions once, here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+FIT_POLICIES = ("STRETCH", "HOLD", "LOOP", "SHORT")
+
+# Rates Blender offers and services deliver; a float close to one of them is that rate.
+_KNOWN_RATES = tuple(Fraction(n, d) for n, d in (
+    (24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (48, 1), (50, 1), (60000, 1001), (60, 1),
+    (12, 1), (15, 1), (16, 1), (8, 1), (120, 1),
+))
+
+
+def rate(value: float | Fraction) -> Fraction:
+    """An exact rate for a float read from Blender or a file (23.976023... -> 24000/1001)."""
+    if isinstance(value, Fraction):
+        return value
+    if value <= 0:
+        raise ValueError(f"frame rate must be positive, got {value}")
+    for known in _KNOWN_RATES:
+        if abs(value - float(known)) < 1e-4 * float(known):
+            return known
+    return Fraction(value).limit_denominator(1001)
+
+
+def scene_rate(fps: int, fps_base: float) -> Fraction:
+    """The scene's rate from Blender's `render.fps` / `render.fps_base`."""
+    return rate(Fraction(fps) / Fraction(fps_base).limit_denominator(100000))
+
+
+def frames_to_seconds(frames: float | Fraction, fps: Fraction) -> Fraction:
+    return Fraction(frames) / fps
+
+
+def seconds_to_frames(seconds: float | Fraction, fps: Fraction) -> Fraction:
+    return Fraction(seconds) * fps
+
+
+def nearest_frame(seconds: float | Fraction, fps: Fraction) -> int:
+    """The frame whose start is nearest to `seconds` (ties go up, like a cut on the beat)."""
+    return math.floor(seconds_to_frames(seconds, fps) + Fraction(1, 2))
+
+
+def conformed_length(clip_frames: int, clip_fps: Fraction, scene_fps: Fraction) -> int:
+    """Timeline frames a clip fills when played at its real speed."""
+    return max(1, round(Fraction(clip_frames) * scene_fps / clip_fps))
+
+
+def source_position(timeline_offset: int, clip_fps: Fraction, scene_fps: Fraction) -> Fraction:
+    """Where the real clock is in the clip, in source frames, `timeline_offset` frames after its start."""
+    return Fraction(timeline_offset) * clip_fps / scene_fps
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How a take fills its shot.
+
+    `content_frames` is how many timeline frames the whole clip spans once conformed
+    (stretched or at real speed); `visible_frames` is how much of the shot the take strip
+    covers; `loops` is how many extra copies follow the take strip (LOOP only);
+    `short_by` is how many frames the shot is left uncovered (SHORT only).
+    """
+
+    content_frames: int
+    visible_frames: int
+    loops: int = 0
+    short_by: int = 0
+
+    @property
+    def trimmed(self) -> bool:
+        return self.content_frames > self.visible_frames and self.loops == 0
+
+
+def plan_fit(shot_frames: int, clip_frames: int, clip_fps: Fraction, scene_fps: Fraction, policy: str) -> FitPlan:
+    """Decide how a clip covers a shot. A take never spills past its shot."""
+    if shot_frames < 1:
+        raise ValueError("a shot must be at least one frame long")
+    if policy not in FIT_POLICIES:
+        raise ValueError(f"unknown fit policy {policy!r}")
+    natural = conformed_length(clip_frames, clip_fps, scene_fps)
+    if natural >= shot_frames:
+        return FitPlan(content_frames=natural, visible_frames=shot_frames)
+    if policy == "STRETCH":
+        return FitPlan(content_frames=shot_frames, visible_frames=shot_frames)
+    if policy == "HOLD":
+        return FitPlan(content_frames=natural, visible_frames=shot_frames)
+    if policy == "LOOP":
+        return FitPlan(content_frames=natural, visible_frames=natural, loops=math.ceil(shot_frames / natural) - 1)
+    return FitPlan(content_frames=natural, visible_frames=natural, short_by=shot_frames - natural)
+
+
+def request_frames(shot_frames: int, scene_fps: Fraction, clip_fps: Fraction,
+                   durations: tuple[float, ...] = (), multiple: tuple[int, int] = (1, 0), max_frames: int = 0) -> int:
+    """Clip frames to ask a service for so the take covers the shot.
+
+    The request rounds up to what the service accepts (fixed durations such as 5 s or
+    10 s, or frame counts of the form a*n + b such as 8n+1); the take is trimmed to the cut.
+    """
+    needed = math.ceil(Fraction(shot_frames) * clip_fps / scene_fps)
+    if durations:
+        fitting = [d for d in sorted(durations) if round(Fraction(d) * clip_fps) >= needed]
+        seconds = fitting[0] if fitting else max(durations)
+        needed = round(Fraction(seconds) * clip_fps)
+    step, offset = multiple
+    if step > 1:
+        needed = offset + step * max(0, math.ceil((needed - offset) / step))
+    if max_frames:
+        needed = min(needed, max_frames)
+    return max(1, needed)
+
+
+@dataclass(frozen=True)
+class SongPlacement:
+    """Where the song strip sits on the timeline, to map song-file seconds to scene frames.
+
+    `content_start` is the (possibly fractional) scene frame where second 0 of the file
+    would play; `left`/`right` are the strip's visible handles (end exclusive).
+    """
+
+    content_start: float
+    left: int
+    right: int
+    fps: Fraction
+
+    def frame_at(self, song_seconds: float | Fraction) -> Fraction:
+        """Exact timeline position of a moment of the song file."""
+        return Fraction(self.content_start) + seconds_to_frames(song_seconds, self.fps)
+
+    def nearest_frame(self, song_seconds: float | Fraction) -> int:
+        return math.floor(self.frame_at(song_seconds) + Fraction(1, 2))
+
+    def seconds_at(self, frame: float | Fraction) -> Fraction:
+        """Song-file time playing at a timeline frame."""
+        return frames_to_seconds(Fraction(frame) - Fraction(self.content_start), self.fps)
+
+    def audible(self, song_seconds: float | Fraction) -> bool:
+        """Whether a moment of the song is inside the strip's handles (not trimmed away)."""
+        return self.left <= self.frame_at(song_seconds) < self.right

@@ -1,0 +1,27 @@
+"""What every Shotline operator needs: the sequencer scene and the selected shots."""
+
+from __future__ import annotations
+
+from ..addon.blend import compat, shots
+
+
+def scene_with_editor(context):
+    scene = compat.sequencer_scene(context)
+    return scene if scene is not None and scene.sequence_editor is not None else None
+
+
+def selected_shots(context) -> list:
+    return [s for s in compat.selected_strips(context) if shots.is_shot(s)]
+
+
+def context_shot(context):
+    """The active strip's shot: the strip itself, or the shot a take strip belongs to."""
+    strip = compat.active_strip(context)
+    scene = compat.sequencer_scene(context)
+    if strip is None or scene is None:
+        return None
+    if strip.shotline.role == 'SHOT':
+        return strip
+    if strip.shotline.role in {'TAKE', 'LOOP'}:
+        return shots.by_id(scene, strip.shotline.shot_id)
+    return None

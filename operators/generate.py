@@ -1,0 +1,68 @@
+"""Generate Selected Shots and Cancel: the jobs run on worker threads, Blender stays free."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty
+
+from ..addon.blend import runtime
+from .common import context_shot, scene_with_editor, selected_shots
+
+
+class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
+    """Send the selected shots to their services; each result becomes a take"""
+
+    bl_idname = "sequencer.shotline_generate"
+    bl_label = "Generate Selected Shots"
+    bl_options = {'REGISTER'}
+
+    @classmethod
+    def poll(cls, context):
+        if scene_with_editor(context) is None:
+            return False
+        if not selected_shots(context):
+            cls.poll_message_set("Select one or more shots")
+            return False
+        return True
+
+    def execute(self, context):
+        scene = scene_with_editor(context)
+        queued, problems = runtime.submit(scene, selected_shots(context))
+        for problem in problems:
+            self.report({'WARNING'}, problem)
+        if not queued:
+            self.report({'ERROR'}, "Nothing was queued" + (f": {problems[0]}" if problems else ""))
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"Queued {queued} shot(s)")
+        return {'FINISHED'}
+
+
+class SEQUENCER_OT_shotline_cancel(bpy.types.Operator):
+    """Stop generating the active shot, or every running job"""
+
+    bl_idname = "sequencer.shotline_cancel"
+    bl_label = "Cancel Generation"
+    bl_options = {'REGISTER'}
+
+    all: BoolProperty(name="All", description="Cancel every job", default=False)  # type: ignore
+
+    @classmethod
+    def poll(cls, context):
+        return bool(runtime.queue().active())
+
+    def execute(self, context):
+        if self.all:
+            count = runtime.cancel()
+        else:
+            shot = context_shot(context)
+            if shot is None or not shot.shotline.job_id:
+                self.report({'WARNING'}, "The active strip is not a shot being generated")
+                return {'CANCELLED'}
+            count = runtime.cancel([shot.shotline.job_id])
+        runtime.pump()
+        self.report({'INFO'}, f"Cancelling {count} job(s)")
+        return {'FINISHED'}
+
+
+classes = (SEQUENCER_OT_shotline_generate, SEQUENCER_OT_shotline_cancel)
+register, unregister = bpy.utils.register_classes_factory(classes)

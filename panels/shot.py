@@ -1,0 +1,90 @@
+"""The Shotline tab of the sequencer sidebar: the project, the active shot and its takes."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..addon.blend import compat, runtime, shots
+from ..operators.common import context_shot
+
+
+class SEQUENCER_UL_shotline_takes(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row(align=True)
+        row.label(text=f"Take {index + 1}", icon='CHECKMARK' if index == data.active_take else 'FILE_MOVIE')
+        row.label(text=f"{item.service} · seed {item.seed} · {item.created}")
+        row.operator("sequencer.shotline_use_take", text="", icon='PLAY').index = index
+
+
+class SEQUENCER_PT_shotline_project(bpy.types.Panel):
+    bl_space_type = 'SEQUENCE_EDITOR'
+    bl_region_type = 'UI'
+    bl_category = "Shotline"
+    bl_label = "Shotline"
+
+    @classmethod
+    def poll(cls, context):
+        return compat.sequencer_scene(context) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        scene = compat.sequencer_scene(context)
+        settings = scene.shotline
+        song = shots.song(scene)
+        ed = scene.sequence_editor
+        if ed:
+            layout.prop_search(settings, "song", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all",
+                               text="Song", icon='SOUND')
+        layout.label(text=f"Following: {song.name}" if song else "No sound strip: add the song", icon='INFO')
+        layout.prop(settings, "take_channel_offset")
+        layout.prop(settings, "media_folder")
+        row = layout.row(align=True)
+        row.operator("sequencer.shotline_make_shots", icon='SEQ_STRIP_META')
+        row.operator("sequencer.shotline_add_shot", icon='ADD')
+        layout.operator("sequencer.shotline_generate", icon='RENDER_ANIMATION')
+        active = runtime.queue().active()
+        if active:
+            layout.label(text=f"{len(active)} job(s) running", icon='TIME')
+            layout.operator("sequencer.shotline_cancel", text="Cancel All", icon='CANCEL').all = True
+
+
+class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
+    bl_space_type = 'SEQUENCE_EDITOR'
+    bl_region_type = 'UI'
+    bl_category = "Shotline"
+    bl_label = "Shot"
+
+    @classmethod
+    def poll(cls, context):
+        return context_shot(context) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        shot = context_shot(context)
+        props = shot.shotline
+        layout.label(text=shot.name, icon='SEQUENCE')
+        layout.prop(props, "prompt")
+        if not props.prompt and shot.type == 'TEXT':
+            layout.label(text=f"Using the strip's text: {shots.prompt(shot)[:60]}", icon='INFO')
+        layout.prop(props, "negative_prompt")
+        row = layout.row(align=True)
+        row.prop(props, "random_seed", text="", icon='FILE_REFRESH')
+        row.prop(props, "seed")
+        layout.prop(props, "service")
+        layout.prop(props, "fit")
+        layout.prop(props, "reference_image")
+        status_row = layout.row()
+        status = props.bl_rna.properties["status"].enum_items[props.status]
+        if props.status in {'GENERATING', 'DOWNLOADING'} and hasattr(status_row, "progress"):
+            status_row.progress(factor=props.progress, type='BAR', text=f"{status.name} {props.progress:.0%}")
+        else:
+            status_row.label(text=status.name, icon=status.icon)
+        if props.status_message:
+            layout.label(text=props.status_message)
+        if props.status in {'QUEUED', 'GENERATING', 'DOWNLOADING'}:
+            layout.operator("sequencer.shotline_cancel", icon='CANCEL').all = False
+        layout.template_list("SEQUENCER_UL_shotline_takes", "", props, "takes", props, "active_take", rows=3)
+
+
+classes = (SEQUENCER_UL_shotline_takes, SEQUENCER_PT_shotline_project, SEQUENCER_PT_shotline_shot)
+register, unregister = bpy.utils.register_classes_factory(classes)
