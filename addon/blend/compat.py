@@ -7,6 +7,8 @@ properties (left_handle ...); retiming keys behave differently (see `conform`).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import bpy
 
 StripType = getattr(bpy.types, "Strip", None) or bpy.types.Sequence
@@ -104,43 +106,51 @@ def scene_override(scene) -> dict:
 def conform(strip, scene, frames: int) -> None:
     """Retime a movie strip so its whole content spans `frames` timeline frames.
 
-    Blender's retiming keys: on 5.x `retiming_keys.add()` works on a fresh strip and the
-    end key sits one past the last frame; on 4.5 `add()` crashes until the retiming
-    operator has created the data, and the end key sits ON the last frame.
+    Blender's retiming operator is used on every version: writing a retiming key's
+    `timeline_frame` crashes bpy 5.2 when the scene holds an effect strip (a Text or Color
+    shot), and `retiming_keys.add()` crashes 4.5 on a strip without retiming data.
+    The operator's length is then checked: a take must not drift by a frame.
     """
-    keys = strip.retiming_keys
-    if len(keys):
-        keys.reset()
-    start = round(content_start(strip))
-    if frames == content_frames(strip) and not len(keys):
+    if len(strip.retiming_keys):
+        strip.retiming_keys.reset()
+    natural = content_frames(strip)
+    if frames == natural:
         return
-    if bpy.app.version >= (5, 0, 0):
-        keys.add(timeline_frame=start)
-        keys[-1].timeline_frame = start + frames
-        return
-    _make_retiming_data_45(strip, scene)
-    keys[-1].timeline_frame = start + frames - 1
+    with _only_selected(strip, scene):
+        with bpy.context.temp_override(**sequencer_override(scene)):
+            bpy.ops.sequencer.retiming_segment_speed_set(speed=_speed(natural, frames))
+    if content_frames(strip) != frames:
+        raise RuntimeError(f"retiming gave {content_frames(strip)} frames instead of {frames}")
 
 
-def _make_retiming_data_45(strip, scene) -> None:
+def _speed(natural: int, frames: int) -> float:
+    """The retiming percentage that makes `natural` content frames span `frames`.
+
+    5.x maps the end of the last frame (its end key sits one past it); 4.5 maps the last
+    frame itself (its end key sits on it), so there the spans between first and last frame match.
+    """
+    if bpy.app.version >= (5, 0, 0) or natural < 2 or frames < 2:
+        return 100.0 * natural / frames
+    return 100.0 * (natural - 1) / (frames - 1)
+
+
+@contextmanager
+def _only_selected(strip, scene):
+    """Make `strip` the only selected and the active strip (4.5: in the window's scene) for an operator."""
     ed = scene.sequence_editor
     previous = [s for s in strips_all(ed) if s.select]
     active = ed.active_strip
+    window = bpy.context.window_manager.windows[0]
+    window_scene = window.scene
     for s in previous:
         s.select = False
     strip.select = True
     ed.active_strip = strip
-    frame = scene.frame_current
-    scene.frame_current = round(content_start(strip))
-    window = bpy.context.window_manager.windows[0]
-    window_scene = window.scene
-    window.scene = scene  # the operator acts on the window's scene on 4.5
+    window.scene = scene
     try:
-        with bpy.context.temp_override(**sequencer_override(scene)):
-            bpy.ops.sequencer.retiming_key_add()
+        yield
     finally:
         window.scene = window_scene
-        scene.frame_current = frame
         strip.select = False
         for s in previous:
             s.select = True

@@ -44,6 +44,14 @@ def free_channel(scene, wanted: int, left: int, right: int, ignore=()) -> int:
     raise PlacementError(f"No free channel above {wanted} for frames {left}-{right}")
 
 
+def _new_movie(ed, name: str, filepath: str, channel: int, frame_start: int):
+    try:  # scaled to fit the frame, like Blender's own Add Movie
+        return compat.strips(ed).new_movie(name=name, filepath=filepath, channel=channel, frame_start=frame_start,
+                                           fit_method='FIT')
+    except RuntimeError:
+        raise PlacementError(f"Blender cannot read the video \"{bpy.path.basename(filepath)}\"") from None
+
+
 def _clip_facts(strip) -> tuple[timing.Fraction, int]:
     frames = compat.content_frames(strip)
     if frames < 1 or strip.fps <= 0:
@@ -96,8 +104,7 @@ def place_take(scene, shot, filepath: str) -> Placed:
         channel = free_channel(scene, wanted, left, right)
         if channel != wanted:
             note = f"channel {wanted} is taken there, the take went to channel {channel}"
-        strip = compat.strips(ed).new_movie(name=f"{shot.name} take", filepath=filepath, channel=channel,
-                                            frame_start=left)
+        strip = _new_movie(ed, f"{shot.name} take", filepath, channel, left)
         try:
             plan = _fit(scene, strip, left, right, policy)
         except Exception:
@@ -120,8 +127,7 @@ def _place_loops(scene, shot, take, plan: timing.FitPlan, shot_right: int) -> No
         left = start + n * plan.content_frames
         right = min(left + plan.content_frames, shot_right)
         channel = free_channel(scene, take.channel, left, right)
-        copy = compat.strips(ed).new_movie(name=f"{shot.name} loop {n}", filepath=take.filepath,
-                                           channel=channel, frame_start=left)
+        copy = _new_movie(ed, f"{shot.name} loop {n}", take.filepath, channel, left)
         compat.conform(copy, scene, plan.content_frames)
         compat.set_content_start(copy, left)
         compat.set_span(copy, left, right)
