@@ -40,7 +40,7 @@ def _service_items(_self, _context):
 
 
 class SHOTLINE_PG_take(bpy.types.PropertyGroup):
-    filepath: StringProperty(name="File", subtype='FILE_PATH')  # type: ignore
+    filepath: StringProperty(name="File", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
     service: StringProperty(name="Service")  # type: ignore
     seed: IntProperty(name="Seed")  # type: ignore
     prompt: StringProperty(name="Prompt")  # type: ignore
@@ -59,7 +59,8 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     service: EnumProperty(name="Service", items=_service_items)  # type: ignore
     fit: EnumProperty(name="Fit", items=FIT_ITEMS, default='HOLD',
                       description="What to do when the take is shorter than the shot")  # type: ignore
-    reference_image: StringProperty(name="Reference Image", subtype='FILE_PATH')  # type: ignore
+    reference_image: StringProperty(name="Reference Image", subtype='FILE_PATH',
+                                    options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
     status: EnumProperty(name="Status", items=STATUS_ITEMS, default='NONE')  # type: ignore
     status_message: StringProperty(name="Status Message")  # type: ignore
     progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype='FACTOR')  # type: ignore

@@ -61,7 +61,7 @@ def submit(scene, shot_strips) -> tuple[int, list[str]]:
             props.status, props.status_message = 'FAILED', str(err).strip("'\"")
             problems.append(f"{shot.name}: {props.status_message}")
             continue
-        if props.job_id and (old := queue().get(props.job_id)) and old.state not in jobs.FINISHED:
+        if props.job_id and (old := queue().get(props.job_id)) and not old.is_finished:
             queue().cancel(old.id)
         job = queue().submit(job_key(scene, shot), service.id, request, dest)
         props.job_id, props.status, props.progress, props.status_message = job.id, 'QUEUED', 0.0, ""

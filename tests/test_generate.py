@@ -1,0 +1,155 @@
+"""Generate Selected Shots in Blender: operators, the queue pumped as the timer would, statuses, takes, cancel, save."""
+
+from __future__ import annotations
+
+import time
+import wave
+from fractions import Fraction
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from shotline.addon.blend import compat, mediafolder, runtime, shots
+from vse import set_fps
+
+
+def _wav(path: Path, seconds: float, rate: int = 22050) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    data = (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(rate)
+        out.writeframes(data.tobytes())
+    return path
+
+
+def _text_shot(scene, text: str, left: int, length: int, channel: int = 2):
+    strip = compat.new_effect(compat.strips(scene.sequence_editor), text[:20], 'TEXT', channel, left, length)
+    strip.text = text
+    return strip
+
+
+def _select(scene, strips):
+    for s in compat.strips_all(scene.sequence_editor):
+        s.select = s in strips
+
+
+def _op(scene, name, **kw):
+    with bpy.context.temp_override(**compat.sequencer_override(scene)):
+        return getattr(bpy.ops.sequencer, name)(**kw)
+
+
+def _pump_until_idle(timeout=120):
+    end = time.monotonic() + timeout
+    while runtime.queue().busy:
+        assert time.monotonic() < end, "jobs did not finish"
+        runtime.pump()
+        time.sleep(0.02)
+    runtime.pump()
+
+
+@pytest.fixture
+def song_scene(scene, tmp_path):
+    set_fps(scene, Fraction(24))
+    scene.render.resolution_x, scene.render.resolution_y = 160, 90
+    song = compat.strips(scene.sequence_editor).new_sound("song", str(_wav(tmp_path / "song.wav", 8)), 1, 1)
+    return scene, song
+
+
+def test_make_shots_generate_and_place(song_scene):
+    scene, song = song_scene
+    a = _text_shot(scene, "a neon city at night", 1, 24)
+    b = _text_shot(scene, "a car on a desert road", 25, 30)
+    other = compat.new_effect(compat.strips(scene.sequence_editor), "not a shot", 'ADJUSTMENT', 5, 1, 10)
+    _select(scene, [a, b, other])
+    assert _op(scene, "shotline_make_shots") == {'FINISHED'}
+    assert shots.is_shot(a) and shots.is_shot(b) and not shots.is_shot(other)
+    assert shots.prompt(a) == "a neon city at night"
+    b.shotline.prompt = "override prompt"
+    assert shots.prompt(b) == "override prompt"
+    assert shots.song(scene) == song
+
+    _select(scene, [a, b])
+    assert _op(scene, "shotline_generate") == {'FINISHED'}
+    assert a.shotline.status == 'QUEUED'
+    _pump_until_idle()
+    for shot in (a, b):
+        assert shot.shotline.status == 'PLACED', shot.shotline.status_message
+        take = shots.take_strip(scene, shot)
+        assert take is not None and take.channel == shot.channel + 1
+        assert compat.span(take) == compat.span(shot)
+        assert len(shot.shotline.takes) == 1
+        assert Path(bpy.path.abspath(take.filepath)).is_file()
+        assert mediafolder.unsaved_root() in Path(bpy.path.abspath(take.filepath)).parents
+
+    first = shots.take_strip(scene, a)
+    first_file = first.filepath
+    _select(scene, [a])
+    _op(scene, "shotline_generate")
+    _pump_until_idle()
+    again = shots.take_strip(scene, a)
+    assert again == first and again.filepath != first_file  # same strip, new file
+    assert len(a.shotline.takes) == 2 and a.shotline.active_take == 1
+    assert Path(first_file).is_file(), "the earlier take is kept"
+
+    scene.sequence_editor.active_strip = a
+    assert _op(scene, "shotline_use_take", index=0) == {'FINISHED'}
+    assert shots.take_strip(scene, a).filepath == first_file and a.shotline.active_take == 0
+
+
+def test_shot_without_prompt_fails_with_a_reason(song_scene):
+    scene, _song = song_scene
+    empty = _text_shot(scene, "   ", 1, 24)
+    shots.make_shot(empty)
+    _select(scene, [empty])
+    with pytest.raises(RuntimeError, match="no prompt"):
+        _op(scene, "shotline_generate")
+    assert empty.shotline.status == 'FAILED'
+    assert "no prompt" in empty.shotline.status_message
+
+
+def test_cancel_leaves_nothing_on_disk_or_timeline(song_scene):
+    scene, _song = song_scene
+    long_shot = _text_shot(scene, "a long slow pan", 1, 24 * 20)
+    shots.make_shot(long_shot)
+    scene.render.resolution_x, scene.render.resolution_y = 640, 360  # slow enough to cancel mid-way
+    _select(scene, [long_shot])
+    strips_before = {s.name for s in compat.strips_all(scene.sequence_editor)}
+    _op(scene, "shotline_generate")
+    end = time.monotonic() + 60
+    while long_shot.shotline.status != 'GENERATING':
+        assert time.monotonic() < end
+        runtime.pump()
+        time.sleep(0.02)
+    scene.sequence_editor.active_strip = long_shot
+    assert _op(scene, "shotline_cancel") == {'FINISHED'}
+    _pump_until_idle(timeout=30)
+    assert long_shot.shotline.status == 'CANCELLED'
+    assert {s.name for s in compat.strips_all(scene.sequence_editor)} == strips_before
+    shot_dir = mediafolder.unsaved_root() / long_shot.name
+    leftovers = list(shot_dir.rglob("*")) if shot_dir.exists() else []
+    assert leftovers == []
+    assert len(long_shot.shotline.takes) == 0
+
+
+def test_first_save_moves_takes_next_to_the_blend(song_scene, tmp_path):
+    scene, _song = song_scene
+    shot = _text_shot(scene, "a saved shot", 1, 24)
+    shots.make_shot(shot)
+    _select(scene, [shot])
+    _op(scene, "shotline_generate")
+    _pump_until_idle()
+    take = shots.take_strip(scene, shot)
+    temp_file = Path(take.filepath)
+    assert temp_file.is_file()
+    blend = tmp_path / "video" / "project.blend"
+    blend.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    take = shots.take_strip(scene, shot)
+    assert take.filepath.startswith("//shotline"), take.filepath
+    moved = Path(bpy.path.abspath(take.filepath))
+    assert moved.is_file() and blend.parent in moved.parents
+    assert not temp_file.exists()
+    assert shot.shotline.takes[0].filepath == take.filepath
+    assert compat.content_frames(take) > 0
