@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Blender's user folders go to a throw-away place, before bpy is imported.
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="shotline-user-"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts")]
 
-# The checkout's folder may have any name: expose it as the package `shotline`.
-_PACKAGE_PARENT = Path(tempfile.mkdtemp(prefix="shotline-pkg-"))
-(_PACKAGE_PARENT / "shotline").symlink_to(ROOT, target_is_directory=True)
-sys.path.insert(0, str(_PACKAGE_PARENT))
-sys.path.insert(0, str(ROOT / "tests"))
+import shotline_dev  # noqa: E402
+
+shotline_dev.expose_checkout()
 
 
 def pytest_unconfigure(config):
@@ -35,13 +31,8 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def addon():
     """The enabled add-on package (registered through Blender's own add-on machinery)."""
-    import addon_utils
-    import bpy  # noqa: F401  (imported first: addon_utils needs it)
-
-    module = addon_utils.enable("shotline", default_set=True, handle_error=None)
-    assert module is not None, "the add-on failed to register"
-    yield module
-    addon_utils.disable("shotline", default_set=True)
+    yield shotline_dev.enable()
+    shotline_dev.disable()
 
 
 @pytest.fixture
