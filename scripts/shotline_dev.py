@@ -21,8 +21,8 @@ def expose_checkout() -> None:
 
 def enable():
     """Enable the add-on through Blender's own add-on machinery; returns the package."""
+    import bpy  # noqa: F401  (addon_utils is importable once bpy is)
     import addon_utils
-    import bpy  # noqa: F401  (addon_utils needs bpy imported first)
 
     module = addon_utils.enable("shotline", default_set=True, handle_error=None)
     if module is None:

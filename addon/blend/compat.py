@@ -116,6 +116,8 @@ def conform(strip, scene, frames: int) -> None:
     natural = content_frames(strip)
     if frames == natural:
         return
+    start = round(content_start(strip))
+    set_span(strip, start, start + natural)  # the operator miscounts a trimmed strip (85 frames for 90)
     with _only_selected(strip, scene):
         with bpy.context.temp_override(**sequencer_override(scene)):
             bpy.ops.sequencer.retiming_segment_speed_set(speed=_speed(natural, frames))

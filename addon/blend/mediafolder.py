@@ -43,12 +43,10 @@ def adopt_unsaved(blend_filepath: str) -> dict[str, str]:
     """On the first save, move takes from the temporary folder next to the .blend and relink them."""
     if bpy.data.filepath or not _UNSAVED.is_dir():
         return {}
-    moved: dict[str, str] = {}
-    for scene in bpy.data.scenes:
-        if not hasattr(scene, "shotline"):
-            continue
-        target = _folder_for(blend_filepath, scene)
-        moved.update({str(a): str(b) for a, b in media.move_tree(_UNSAVED, target).items()})
+    # one temporary folder holds every scene's takes: they go to the window scene's media folder
+    scene = bpy.context.scene or bpy.data.scenes[0]
+    target = _folder_for(blend_filepath, scene)
+    moved = {str(a): str(b) for a, b in media.move_tree(_UNSAVED, target).items()}
     start = os.path.dirname(blend_filepath)
 
     def relinked(path: str) -> str | None:

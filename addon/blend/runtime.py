@@ -56,7 +56,8 @@ def submit(scene, shot_strips) -> tuple[int, list[str]]:
             if service.needs_network and not bpy.app.online_access:
                 raise ValueError(f"{service.label} needs online access (Preferences > System > Network)")
             request = shots.build_request(scene, shot, service)
-            dest = media.next_take_path(mediafolder.root(scene), shot.name)
+            dest = media.next_take_path(mediafolder.root(scene), shot.name,
+                                        reserved=[j.dest for j in queue().active()])
         except (ValueError, KeyError, OSError) as err:
             props.status, props.status_message = 'FAILED', str(err).strip("'\"")
             problems.append(f"{shot.name}: {props.status_message}")

@@ -1,0 +1,338 @@
+"""The local animatic service: exact files, readable frame codes, determinism, cancel, failures."""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+bpy = pytest.importorskip("bpy")
+
+from shotline.addon import encode, framecode  # noqa: E402
+from shotline.addon.animatic import Animatic, write_frame  # noqa: E402
+from shotline.addon.services.animatic import AnimaticService  # noqa: E402
+from shotline.addon.services.base import Cancelled, JobControl, Request, ServiceError  # noqa: E402
+
+# (fps, frames, width, height, with a reference image)
+CLIPS = [
+    (Fraction(24), 24, 160, 90, False),
+    (Fraction(25), 25, 160, 90, True),
+    (Fraction(30), 30, 320, 180, False),
+    (Fraction(24000, 1001), 37, 160, 90, False),
+    (Fraction(30000, 1001), 31, 90, 160, False),
+]
+
+
+@pytest.fixture(autouse=True)
+def default_encoder():
+    encode.configure(None)
+    yield
+    encode.configure(None)
+
+
+def make_reference(path: Path) -> Path:
+    """A 400x300 picture with structure everywhere, so any crop of it is recognisable."""
+    y, x = np.mgrid[0:300, 0:400]
+    rgb = np.dstack([x * 255 // 399, y * 255 // 299, (x + y) % 64 * 4]).astype(np.uint8)
+    image = Image.fromarray(rgb)
+    pen = ImageDraw.Draw(image)
+    for k in range(8):
+        pen.ellipse((k * 50, k * 30, k * 50 + 40, k * 30 + 40), fill=(255, 255 - k * 30, 0))
+    image.save(path)
+    return path
+
+
+def request_for(fps: Fraction, frames: int, width: int, height: int, reference: str = "", seed: int = 3) -> Request:
+    return Request(shot_name=f"sh{frames:03d}", prompt="A neon rider crosses the bridge of the far future",
+                   frames=frames, fps=fps, width=width, height=height, seed=seed, reference_image=reference)
+
+
+def mp4_timing(path: Path) -> tuple[Fraction, int, int, int]:
+    """Exact (fps, frames, width, height) of the single video track, read from the MP4 boxes."""
+    data = path.read_bytes()
+
+    def find(names: list[str], start: int = 0, end: int | None = None) -> tuple[int, int]:
+        end = len(data) if end is None else end
+        while start + 8 <= end:
+            size, kind = struct.unpack(">I4s", data[start:start + 8])
+            header = 8
+            if size == 1:
+                size, header = struct.unpack(">Q", data[start + 8:start + 16])[0], 16
+            elif size == 0:
+                size = end - start
+            if kind.decode("latin-1") == names[0]:
+                inner = (start + header, start + size)
+                return inner if len(names) == 1 else find(names[1:], *inner)
+            start += size
+        raise AssertionError(f"no {names[0]} box")
+
+    mdhd, _ = find(["moov", "trak", "mdia", "mdhd"])
+    timescale = struct.unpack(">I", data[mdhd + 12:mdhd + 16] if data[mdhd] == 0 else data[mdhd + 20:mdhd + 24])[0]
+    stts, _ = find(["moov", "trak", "mdia", "minf", "stbl", "stts"])
+    count = struct.unpack(">I", data[stts + 4:stts + 8])[0]
+    entries = [struct.unpack(">II", data[stts + 8 + 8 * k:stts + 16 + 8 * k]) for k in range(count)]
+    assert len({delta for _, delta in entries}) == 1, f"frame durations vary: {entries}"
+    tkhd, _ = find(["moov", "trak", "tkhd"])
+    at = tkhd + (76 if data[tkhd] == 0 else 88)
+    width, height = struct.unpack(">II", data[at:at + 8])
+    return Fraction(timescale, entries[0][1]), sum(n for n, _ in entries), width >> 16, height >> 16
+
+
+def decode_indices(path: Path, frames: int, width: int, height: int, folder: Path) -> list[int | None]:
+    """Render every frame of the clip through Blender's sequencer and read the frame code of each."""
+    scene = bpy.data.scenes.new("decode")
+    try:
+        render = scene.render
+        render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+        scene.frame_start, scene.frame_end = 1, frames
+        scene.view_settings.view_transform = 'Standard'
+        render.image_settings.file_format = 'PNG'
+        render.filepath = str(folder / "f_######")
+        editor = scene.sequence_editor_create()
+        strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+        strips.new_movie("clip", str(path), 1, 1)
+        with bpy.context.temp_override(scene=scene):
+            bpy.ops.render.render(animation=True, scene=scene.name)
+    finally:
+        bpy.data.scenes.remove(scene)
+    return [framecode.read(Image.open(folder / f"f_{n:06d}.png")) for n in range(1, frames + 1)]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Every clip of CLIPS made through the service, two at a time (its concurrency), with its request."""
+    folder = tmp_path_factory.mktemp("animatic")
+    reference = str(make_reference(folder / "reference.png"))
+    service = AnimaticService(staging_root=folder)
+
+    def make(spec):
+        fps, frames, width, height, with_reference = spec
+        request = request_for(fps, frames, width, height, reference if with_reference else "")
+        ctl = JobControl()
+        started = time.perf_counter()
+        remote = service.submit(request, ctl)
+        assert service.poll(remote, ctl).done
+        result = service.fetch(remote, folder / f"clip_{frames}.mp4", ctl)
+        return request, result, time.perf_counter() - started
+
+    with ThreadPoolExecutor(service.max_concurrency) as pool:
+        made = list(pool.map(make, CLIPS))
+    leftovers = [p.name for p in folder.iterdir() if p.name.startswith("shotline-animatic-")]
+    assert leftovers == [], "staging folders must be gone after fetch"
+    return {spec[0]: entry for spec, entry in zip(CLIPS, made)}
+
+
+@pytest.mark.parametrize("fps", [spec[0] for spec in CLIPS], ids=str)
+def test_file_has_exact_rate_count_and_size(clips, fps):
+    request, result, _ = clips[fps]
+    assert (result.fps, result.frames, result.width, result.height) == (fps, request.frames, request.width,
+                                                                          request.height)
+    assert mp4_timing(result.path) == (fps, request.frames, request.width, request.height)
+    clip = bpy.data.movieclips.load(str(result.path))
+    try:
+        assert clip.fps == pytest.approx(float(fps), rel=1e-6)
+        assert clip.frame_duration == request.frames
+        assert tuple(clip.size) == (request.width, request.height)
+    finally:
+        bpy.data.movieclips.remove(clip)
+
+
+@pytest.mark.parametrize("fps", [spec[0] for spec in CLIPS], ids=str)
+def test_every_frame_carries_its_index(clips, fps, tmp_path):
+    request, result, _ = clips[fps]
+    indices = decode_indices(result.path, request.frames, request.width, request.height, tmp_path)
+    assert indices == list(range(request.frames))
+
+
+def test_decoded_frames_look_like_the_drawn_ones(clips, tmp_path):
+    request, result, _ = clips[Fraction(30)]
+    decode_indices(result.path, request.frames, request.width, request.height, tmp_path)
+    painter = Animatic(request)
+    for index in (0, 17, request.frames - 1):
+        shown = np.asarray(Image.open(tmp_path / f"f_{index + 1:06d}.png").convert("RGB"), dtype=np.float32)
+        drawn = np.asarray(painter.frame(index), dtype=np.float32)
+        assert np.abs(shown - drawn).mean() < 6.0  # colours survive (no view transform, no shift)
+
+
+def test_reference_clip_pans_across_the_reference(clips, tmp_path):
+    request, result, _ = clips[Fraction(25)]
+    assert request.reference_image
+    decode_indices(result.path, request.frames, request.width, request.height, tmp_path)
+    first = np.asarray(Image.open(tmp_path / "f_000001.png").convert("RGB"), dtype=np.float32)
+    last = np.asarray(Image.open(tmp_path / f"f_{request.frames:06d}.png").convert("RGB"), dtype=np.float32)
+    # Right half, middle band: clear of the name, caption and code. The first frame is the centred crop.
+    band = (slice(request.height // 3, request.height * 2 // 3), slice(request.width // 2, request.width))
+    reference = Image.open(request.reference_image)
+    crop_height = reference.width * request.height / request.width
+    top = (reference.height - crop_height) / 2
+    expected = np.asarray(reference.convert("RGB").resize((request.width, request.height), Image.Resampling.BILINEAR,
+                                                          box=(0, top, reference.width, top + crop_height)),
+                          dtype=np.float32)
+    assert np.abs(first[band] - expected[band]).mean() < 8.0
+    assert np.abs(last[band] - first[band]).mean() > 10.0  # it moved
+
+
+def test_same_seed_same_frames_other_seed_other_frames(tmp_path):
+    reference = str(make_reference(tmp_path / "reference.png"))
+    for ref in ("", reference):
+        base = request_for(Fraction(24), 48, 320, 180, ref, seed=11)
+        one, two = Animatic(base), Animatic(base)
+        other = Animatic(request_for(Fraction(24), 48, 320, 180, ref, seed=12))
+        for index in (0, 23, 47):
+            frame = np.asarray(one.frame(index))
+            assert np.array_equal(frame, np.asarray(two.frame(index)))
+            if not ref or index:  # the first frame of a reference clip is the reference, whatever the seed
+                assert not np.array_equal(frame, np.asarray(other.frame(index)))
+            assert framecode.read(frame) == index
+        assert not np.array_equal(np.asarray(one.frame(0)), np.asarray(one.frame(47)))  # it moves
+
+
+def test_service_description():
+    service = AnimaticService()
+    assert (service.id, service.label, service.needs_network, service.max_concurrency) == (
+        "animatic", "Animatic (local)", False, 2)
+    caps = service.capabilities
+    assert caps.text_to_video and caps.first_frame and caps.durations == () and caps.fps == ()
+    assert service.poll_interval <= 0.5
+
+
+def test_bad_requests_and_ids(tmp_path):
+    service = AnimaticService(staging_root=tmp_path)
+    ctl = JobControl()
+    for bad in (request_for(Fraction(24), 10, 161, 90), request_for(Fraction(24), 0, 160, 90),
+                request_for(Fraction(24), 10, 160, 90, str(tmp_path / "missing.png"))):
+        with pytest.raises(ServiceError):
+            service.submit(bad, ctl)
+    for remote in ("", "../etc", "shotline-animatic-../../x", str(tmp_path)):
+        with pytest.raises(ServiceError):
+            service.poll(remote, ctl)
+        service.cancel(remote)  # never raises
+    with pytest.raises(ServiceError, match="gone"):
+        service.poll("shotline-animatic-nothere", ctl)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_removes_a_staged_clip(tmp_path):
+    service = AnimaticService(staging_root=tmp_path)
+    ctl = JobControl()
+    remote = service.submit(request_for(Fraction(24), 6, 160, 90), ctl)
+    assert (tmp_path / remote).is_dir()
+    service.cancel(remote)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_while_drawing(tmp_path):
+    service = AnimaticService(staging_root=tmp_path)
+    ctl = JobControl()
+
+    def report(stage, progress, message):
+        if progress and progress > 0.05:  # a few frames drawn
+            ctl.cancel_event.set()
+
+    ctl.report = report
+    with pytest.raises(Cancelled):
+        service.submit(request_for(Fraction(24), 200, 160, 90), ctl)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(entry.name)
+        except OSError:
+            continue
+    return found
+
+
+def test_cancel_mid_encode_kills_the_child_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the encoder's scratch folder goes here
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    count = 3000
+    write_frame(Animatic(request_for(Fraction(24), count, 320, 180)).frame(0), encode.frame_path(frames, 0))
+    for index in range(1, count):
+        os.link(encode.frame_path(frames, 0), encode.frame_path(frames, index))
+    output = tmp_path / "out" / "clip.mp4"
+    output.parent.mkdir()
+    ctl = JobControl()
+    encoding = threading.Event()
+    outcome = []
+
+    def run():
+        try:
+            encode.encode(frames, count, Fraction(24), 320, 180, output, ctl, lambda done: done and encoding.set())
+            outcome.append("finished")
+        except BaseException as ex:
+            outcome.append(ex)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert encoding.wait(60), "the encoder never reported a frame"
+    cancelled_at = time.perf_counter()
+    ctl.cancel_event.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert time.perf_counter() - cancelled_at < 3.0
+    assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
+    assert list(output.parent.iterdir()) == []  # neither the clip nor its partial file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out"]  # scratch folder removed
+    if sys.platform.startswith("linux"):
+        assert _processes_mentioning(str(output.parent)) == []
+
+
+def test_failing_encoder_gives_a_clear_error(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_frame(Image.new("RGB", (160, 90)), encode.frame_path(frames, 0))
+    output = tmp_path / "clip.mp4"
+    ctl = JobControl()
+
+    encode.configure([sys.executable, "-c", "import sys; print('starting'); "
+                      "sys.stderr.write('no H.264 encoder in this build\\n'); sys.exit(3)"])
+    with pytest.raises(ServiceError) as failure:
+        encode.encode(frames, 1, Fraction(24), 160, 90, output, ctl)
+    assert "exit code 3" in str(failure.value) and "no H.264 encoder in this build" in str(failure.value)
+
+    encode.configure([sys.executable, "-c", "pass"])  # exits 0 and writes nothing
+    with pytest.raises(ServiceError, match="encoder"):
+        encode.encode(frames, 1, Fraction(24), 160, 90, output, ctl)
+
+    encode.configure([str(tmp_path / "no-such-blender")])
+    with pytest.raises(ServiceError, match="Cannot start the encoder"):
+        encode.encode(frames, 1, Fraction(24), 160, 90, output, ctl)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+    # Through the service: the same message, and no staging folder left behind.
+    service = AnimaticService(staging_root=tmp_path / "staging")
+    (tmp_path / "staging").mkdir()
+    with pytest.raises(ServiceError, match="Cannot start the encoder"):
+        service.submit(request_for(Fraction(24), 4, 160, 90), ctl)
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_configure_for_blender(monkeypatch):
+    from types import SimpleNamespace
+
+    from shotline.addon.blend import encoder
+
+    default = encode.command_prefix()
+    assert default == [sys.executable, encode.CHILD_SCRIPT]
+    encoder.configure_for_blender()  # the bpy module has no binary: the default stays
+    assert encode.command_prefix() == default
+    monkeypatch.setattr(encoder, "bpy", SimpleNamespace(app=SimpleNamespace(binary_path="/opt/blender/blender")))
+    encoder.configure_for_blender()
+    prefix = encode.command_prefix()
+    assert prefix[0] == "/opt/blender/blender" and "-b" in prefix and "--factory-startup" in prefix
+    assert prefix[prefix.index("--python") + 1] == encode.CHILD_SCRIPT and prefix[-1] == "--"
