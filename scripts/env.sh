@@ -28,7 +28,7 @@ shotline_find_python() {
 }
 
 shotline_venv="$shotline_root/.venv-blender$shotline_blender"
-shotline_requirements="$shotline_bpy pytest Pillow"
+shotline_requirements="$shotline_bpy pytest Pillow==11.3.0"
 
 if [ ! -f "$shotline_venv/.ready" ] || [ "$(cat "$shotline_venv/.ready")" != "$shotline_requirements" ]; then
   if ! shotline_python="$(shotline_find_python)"; then
