@@ -1,8 +1,8 @@
 """Operators: thin, they read the context, call addon/blend/ and report."""
 
-from . import generate, shots, takes
+from . import generate, music, shots, takes
 
-modules = (shots, generate, takes)
+modules = (shots, music, generate, takes)
 
 
 def register():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from ..addon.blend import compat, shots
+from ..addon.blend import compat, placement, shots
 from .common import scene_with_editor
 
 
@@ -54,10 +54,11 @@ class SEQUENCER_OT_shotline_add_shot(bpy.types.Operator):
         ed = scene.sequence_editor or scene.sequence_editor_create()
         length = self.length or round(2 * float(shots.scene_fps(scene)))
         start = scene.frame_current
-        channel = self.channel
-        while any(s.channel == channel and compat.span(s)[0] < start + length and start < compat.span(s)[1]
-                  for s in compat.strips(ed)):
-            channel += 1
+        try:
+            channel = placement.free_channel(scene, self.channel, start, start + length)
+        except placement.PlacementError as err:
+            self.report({'ERROR'}, str(err))
+            return {'CANCELLED'}
         strip = compat.new_effect(compat.strips(ed), "Shot", 'TEXT', channel, start, length)
         strip.text = self.prompt or "Describe the shot"
         shots.make_shot(strip)

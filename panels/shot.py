@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..addon.blend import compat, runtime, shots
+from ..addon.blend import compat, runtime, shots, song
 from ..operators.common import context_shot
 
 
@@ -30,12 +30,13 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         layout = self.layout
         scene = compat.sequencer_scene(context)
         settings = scene.shotline
-        song = shots.song(scene)
+        song_strip = song.strip(scene)
         ed = scene.sequence_editor
         if ed:
             layout.prop_search(settings, "song", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all",
                                text="Song", icon='SOUND')
-        layout.label(text=f"Following: {song.name}" if song else "No sound strip: add the song", icon='INFO')
+        layout.label(text=f"Following: {song_strip.name}" if song_strip else "No sound strip: add the song",
+                     icon='INFO')
         layout.prop(settings, "take_channel_offset")
         layout.prop(settings, "media_folder")
         row = layout.row(align=True)
@@ -46,6 +47,38 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         if active:
             layout.label(text=f"{len(active)} job(s) running", icon='TIME')
             layout.operator("sequencer.shotline_cancel", text="Cancel All", icon='CANCEL').all = True
+
+
+class SEQUENCER_PT_shotline_music(bpy.types.Panel):
+    bl_space_type = 'SEQUENCE_EDITOR'
+    bl_region_type = 'UI'
+    bl_category = "Shotline"
+    bl_label = "Music"
+    bl_parent_id = "SEQUENCER_PT_shotline_project"
+
+    def draw(self, context):
+        layout = self.layout
+        scene = compat.sequencer_scene(context)
+        result = song.analysis(scene)
+        layout.operator("sequencer.shotline_analyze_song", icon='SOUND')
+        if result is None:
+            layout.label(text="Not analysed yet")
+            return
+        low, high = result.bpm_range
+        tempo = f"{result.bpm:.1f} BPM" if high - low < 2 else f"{low:.0f}-{high:.0f} BPM"
+        layout.label(text=f"{tempo} · {result.beats_per_bar}/4 · {len(result.beats)} beats", icon='TIME')
+        row = layout.row(align=True)
+        row.operator("sequencer.shotline_correct_grid", text="½×").action = 'HALVE'
+        row.operator("sequencer.shotline_correct_grid", text="2×").action = 'DOUBLE'
+        shift = row.operator("sequencer.shotline_correct_grid", text="Downbeat +1")
+        shift.action, shift.amount = 'DOWNBEAT', 1
+        row.operator("sequencer.shotline_correct_grid", text="", icon='LOOP_BACK').action = 'RESET'
+        row = layout.row(align=True)
+        bars = row.operator("sequencer.shotline_analyze_song", text="Bar Markers")
+        bars.markers = 'BARS'
+        row.operator("sequencer.shotline_remove_markers", text="", icon='X')
+        layout.operator("sequencer.shotline_lay_out", icon='SEQ_STRIP_DUPLICATE')
+        layout.operator("sequencer.shotline_snap", icon='SNAP_ON')
 
 
 class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
@@ -86,5 +119,6 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
         layout.template_list("SEQUENCER_UL_shotline_takes", "", props, "takes", props, "active_take", rows=3)
 
 
-classes = (SEQUENCER_UL_shotline_takes, SEQUENCER_PT_shotline_project, SEQUENCER_PT_shotline_shot)
+classes = (SEQUENCER_UL_shotline_takes, SEQUENCER_PT_shotline_project, SEQUENCER_PT_shotline_music,
+           SEQUENCER_PT_shotline_shot)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -7,7 +7,6 @@ local animatic service, place the takes in sync, save a .blend, render a preview
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 import wave
@@ -63,19 +62,14 @@ def synth_song(path: Path, bars: int) -> float:
     return seconds
 
 
-def read_shot_list(path: Path) -> list[tuple[int, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return [(int(row["bars"]), row["prompt"]) for row in csv.DictReader(f)]
-
-
 def build(out_dir: Path, size=(640, 360)):
-    """A new scene with the song and the shots; returns (scene, shots)."""
+    """A new scene with the song and the shots laid out on the song's analysed bars; returns (scene, shots)."""
     import bpy
 
-    from shotline.addon import timing
-    from shotline.addon.blend import compat, shots
+    from shotline.addon import beats, layout, shotlist
+    from shotline.addon.blend import compat, song
 
-    rows = read_shot_list(HERE / "demo_data" / "shots.csv")
+    rows = shotlist.read(HERE / "demo_data" / "shots.csv")
     bars = INTRO_BARS + sum(b for b, _ in rows) + 2
     song_path = out_dir / "song.wav"
     synth_song(song_path, bars)
@@ -88,23 +82,20 @@ def build(out_dir: Path, size=(640, 360)):
     ed = scene.sequence_editor_create()
     for strip in list(compat.strips(ed)):
         compat.strips(ed).remove(strip)
-    song = compat.strips(ed).new_sound("Song", str(song_path), channel=1, frame_start=1)
-    placement = shots.song_placement(scene, song)
-    bar_seconds = timing.Fraction(60 * BEATS_PER_BAR, BPM)
-    bar = INTRO_BARS
-    made = []
-    for number, (length, prompt) in enumerate(rows, 1):
-        left = placement.nearest_frame(bar * bar_seconds)
-        right = placement.nearest_frame((bar + length) * bar_seconds)
-        strip = compat.new_effect(compat.strips(ed), f"Shot {number:02d}", 'TEXT', 2, left, right - left)
-        strip.text = prompt
+    sound = compat.strips(ed).new_sound("Song", str(song_path), channel=1, frame_start=1)
+    scene.frame_start, scene.frame_end = 1, compat.span(sound)[1] - 1
+
+    analysis, _cached = song.analyze(scene)
+    bar_list = beats.bars(analysis)
+    truth = [n * 60 * BEATS_PER_BAR / BPM for n in range(len(bar_list))]
+    error_ms = 1000 * max(abs(a - t) for (a, _b), t in zip(bar_list, truth))
+    print(f"Song: {analysis.bpm:.1f} BPM (synthesised at {BPM}), {analysis.beats_per_bar}/4, {len(bar_list)} bars; "
+          f"tracked bar starts within {error_ms:.0f} ms of the synthesised ones", flush=True)
+    made = song.lay_out(scene, layout.from_bar_counts(bar_list, rows, first_bar=INTRO_BARS), channel=2)
+    for number, strip in enumerate(made, 1):
         strip.font_size = 24
-        shots.make_shot(strip)
         strip.shotline.seed = 1000 + number
         strip.shotline.random_seed = False
-        made.append(strip)
-        bar += length
-    scene.frame_start, scene.frame_end = 1, compat.span(song)[1] - 1
     return scene, made
 
 

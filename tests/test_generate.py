@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 import pytest
 
-from shotline.addon.blend import compat, mediafolder, runtime, shots
+from shotline.addon.blend import compat, mediafolder, runtime, shots, song
 from vse import set_fps
 
 
@@ -53,12 +53,12 @@ def _pump_until_idle(timeout=120):
 def song_scene(scene, tmp_path):
     set_fps(scene, Fraction(24))
     scene.render.resolution_x, scene.render.resolution_y = 160, 90
-    song = compat.strips(scene.sequence_editor).new_sound("song", str(_wav(tmp_path / "song.wav", 8)), 1, 1)
-    return scene, song
+    sound = compat.strips(scene.sequence_editor).new_sound("song", str(_wav(tmp_path / "song.wav", 8)), 1, 1)
+    return scene, sound
 
 
 def test_make_shots_generate_and_place(song_scene):
-    scene, song = song_scene
+    scene, song_strip = song_scene
     a = _text_shot(scene, "a neon city at night", 1, 24)
     b = _text_shot(scene, "a car on a desert road", 25, 30)
     other = compat.new_effect(compat.strips(scene.sequence_editor), "not a shot", 'ADJUSTMENT', 5, 1, 10)
@@ -68,7 +68,7 @@ def test_make_shots_generate_and_place(song_scene):
     assert shots.prompt(a) == "a neon city at night"
     b.shotline.prompt = "override prompt"
     assert shots.prompt(b) == "override prompt"
-    assert shots.song(scene) == song
+    assert song.strip(scene) == song_strip
 
     _select(scene, [a, b])
     assert _op(scene, "shotline_generate") == {'FINISHED'}

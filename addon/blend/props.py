@@ -76,6 +76,8 @@ class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
     media_folder: StringProperty(name="Media Folder", default="//shotline",
                                  description="Where takes are written, relative to the .blend")  # type: ignore
     jobs: StringProperty(name="Jobs", description="Unfinished jobs, saved with the file")  # type: ignore
+    song_analysis: StringProperty(name="Song Analysis", description="Beats, bars and sections of the song (JSON)")  # type: ignore
+    song_key: StringProperty(name="Song Key", description="Content hash of the analysed song file")  # type: ignore
 
 
 classes = (SHOTLINE_PG_take, SHOTLINE_PG_strip, SHOTLINE_PG_scene)

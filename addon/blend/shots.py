@@ -65,23 +65,6 @@ def prompt(strip) -> str:
     return text
 
 
-def song(scene):
-    """The sound strip the timing follows: the one named in the settings, else the longest."""
-    ed = scene.sequence_editor
-    if not ed:
-        return None
-    sounds = [s for s in compat.strips_all(ed) if s.type == 'SOUND']
-    named = next((s for s in sounds if s.name == scene.shotline.song), None)
-    if named is not None:
-        return named
-    return max(sounds, key=lambda s: compat.span(s)[1] - compat.span(s)[0], default=None)
-
-
-def song_placement(scene, strip) -> timing.SongPlacement:
-    left, right = compat.span(strip)
-    return timing.SongPlacement(compat.content_start(strip), left, right, scene_fps(scene))
-
-
 def build_request(scene, shot, service) -> Request:
     """What to ask `service` for so a take covers `shot` at the scene's rate and size."""
     text = prompt(shot)
