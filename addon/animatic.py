@@ -4,6 +4,9 @@ Without a reference image: the prompt as wrapped text over a slowly moving two-c
 wave background whose colours and motion come from the seed. With one: a slow pan and
 zoom across it (the first frame is the centred crop), the prompt as a small caption.
 Always: the shot name top left, and the frame code with the frame number bottom left.
+
+Drawn in the animatic child process (blend/animatic_child.py), never in Blender's: Pillow holds
+the GIL while it draws, which would stall Blender's main thread.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ class Animatic:
         rgb = dark * (1 - mix) + light * mix
         glow = (fields[1] ** 3)[..., None] * 0.5
         rgb = rgb * (1 - glow) + accent * glow
-        small = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+        small = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))  # (h, w, 3) uint8: RGB
         return small.resize((self.width, self.height), Image.Resampling.BILINEAR)
 
     def _pan_zoom(self, index: int) -> Image.Image:

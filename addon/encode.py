@@ -1,37 +1,46 @@
-"""Turn a folder of JPEG frames into an MP4/H.264 file in a child process (Blender's own FFmpeg).
+"""Make an animatic clip (MP4/H.264) in a child process that draws the frames and encodes them.
 
-Called from worker threads, never from Blender's main thread: `encode` blocks until the
-child is done, polling the cancel flag, and kills the child on cancel. The child is
-`blend/encode_child.py` run by a Python with the `bpy` module (tests, demo: the default) or
-by the Blender binary (set by `blend/encoder.configure_for_blender`).
+All per-frame work runs in the child, `blend/animatic_child.py`: Pillow's drawing holds the GIL
+for tens of milliseconds at a time, which would stall Blender's main thread if it ran in a
+worker thread here. `make_clip` is called from worker threads, never from Blender's main
+thread: it starts the child, relays its progress, kills it on cancel and checks its file. The
+child is run by a Python with the `bpy` module (tests, demo: the default) or by the Blender
+binary (set by `blend/encoder.configure_for_blender`).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 from collections import deque
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from .services.base import Cancelled, JobControl, ServiceError
+from .services.base import Cancelled, JobControl, Request, ServiceError
 
-CHILD_SCRIPT = str(Path(__file__).parent / "blend" / "encode_child.py")
-_PROGRESS, _DONE = "shotline-progress", "shotline-done"  # the child's markers
+_CORE = os.path.dirname(os.path.abspath(__file__))  # this `addon/` folder
+CHILD_SCRIPT = os.path.join(_CORE, "blend", "animatic_child.py")
+ADDON_ROOT = os.path.dirname(_CORE)  # the child imports the pure core from here as the top-level package `addon`
+_PROGRESS = re.compile(r"shotline-progress (drawing|encoding) (\d+) (\d+)")  # the child's markers
+_DONE = "shotline-done"
 _POLL = 0.05  # seconds between looks at the cancel flag
 _GRACE = 2.0  # seconds a terminated child gets before it is killed
 _TAIL = 8  # child output lines quoted in an error
+# The child is background work: Blender's UI gets the CPU first (Windows; elsewhere the child lowers itself).
+_BELOW_NORMAL = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)
 
 _prefix: list[str] | None = None
 
 
 def configure(argv_prefix: list[str] | None) -> None:
-    """Set the command that runs the child script; the encoder's arguments follow it. None: the default."""
+    """Set the command that runs the child script; the child's arguments follow it. None: the default."""
     global _prefix
     _prefix = list(argv_prefix) if argv_prefix is not None else None
 
@@ -40,53 +49,75 @@ def command_prefix() -> list[str]:
     return list(_prefix) if _prefix is not None else [sys.executable, CHILD_SCRIPT]
 
 
-def frame_path(folder: Path, index: int) -> Path:
-    """Where frame `index` (0-based) goes; encode_child.py reads the same names."""
-    return folder / f"{index:06d}.jpg"
+def import_paths() -> list[str]:
+    """What the child puts first on sys.path: the add-on root, and the folder Pillow is installed in
+    (Blender installs extension wheels into a site-packages a `--factory-startup` child lacks)."""
+    paths = [ADDON_ROOT]
+    spec = importlib.util.find_spec("PIL")  # finds Pillow without importing it into Blender's process
+    if spec and spec.submodule_search_locations:
+        paths.append(os.path.dirname(list(spec.submodule_search_locations)[0]))
+    return paths
 
 
-def encode(frames_dir: Path, count: int, fps: Fraction, width: int, height: int, output: Path,
-           ctl: JobControl, on_progress: Callable[[float], None] | None = None) -> None:
-    """Encode frames 0..count-1 of `frames_dir` to `output` (MP4, H.264, no audio, exact fps, size, count).
+def make_clip(request: Request, output: Path, ctl: JobControl,
+              on_progress: Callable[[str, float], None] | None = None) -> None:
+    """Draw and encode `request` to `output` (MP4, H.264, no audio, exact fps, frame count and size).
 
+    on_progress(phase, done): phase "drawing" then "encoding", done 0..1 within the phase.
     Raises Cancelled (child killed) or ServiceError (with the child's last output lines). On any
     failure nothing is left at `output` or at its partial name.
     """
     output = Path(output)
     partial = output.with_name(output.stem + ".part" + output.suffix)
-    argv = command_prefix() + ["--frames", str(frames_dir), "--count", str(count), "--fps", f"{fps}",
-                               "--size", f"{width}x{height}", "--output", str(partial)]
     # Blender keeps a session folder under TMPDIR; the child leaves with os._exit, so give it one we remove.
-    # Its user folder goes there too: the user's preferences and add-ons have no business in the encode.
-    scratch = tempfile.mkdtemp(prefix="shotline-encode-")
-    env = dict(os.environ, TMPDIR=scratch, TEMP=scratch, TMP=scratch, BLENDER_USER_RESOURCES=scratch)
+    # Its user folder goes there too (the user's preferences and add-ons have no business in the child),
+    # and so do the request and the drawn frames.
+    scratch = Path(tempfile.mkdtemp(prefix="shotline-child-"))
+    env = dict(os.environ, TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch),
+               BLENDER_USER_RESOURCES=str(scratch))
     try:
-        _run(argv, env, count, ctl, on_progress)
+        request_file = scratch / "request.json"
+        request_file.write_text(json.dumps(_request_fields(request)), encoding="utf-8")
+        argv = command_prefix()
+        for path in import_paths():
+            argv += ["--path", path]
+        argv += ["--request", str(request_file), "--frames", str(scratch / "frames"), "--output", str(partial)]
+        _run(argv, env, ctl, on_progress)
         if not partial.is_file() or partial.stat().st_size == 0:
-            raise ServiceError("The encoder finished but wrote no video file.")
+            raise ServiceError("The animatic process finished but wrote no video file.")
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(argv: list[str], env: dict[str, str], count: int, ctl: JobControl,
-         on_progress: Callable[[float], None] | None) -> None:
+def _request_fields(request: Request) -> dict:
+    fps = request.fps
+    return {"shot_name": request.shot_name, "prompt": request.prompt, "negative_prompt": request.negative_prompt,
+            "seed": request.seed, "frames": request.frames, "fps": f"{fps.numerator}/{fps.denominator}",
+            "width": request.width, "height": request.height, "reference_image": request.reference_image}
+
+
+def _run(argv: list[str], env: dict[str, str], ctl: JobControl,
+         on_progress: Callable[[str, float], None] | None) -> None:
     try:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 env=env, text=True, encoding="utf-8", errors="replace")
+                                 env=env, text=True, encoding="utf-8", errors="replace",
+                                 creationflags=_BELOW_NORMAL)
     except OSError as ex:
-        raise ServiceError(f"Cannot start the encoder ({argv[0]}): {ex.strerror or ex}") from None
+        raise ServiceError(f"Cannot start the animatic process ({argv[0]}): {ex.strerror or ex}") from None
 
     tail: deque[str] = deque(maxlen=_TAIL)
-    state = {"done": 0, "finished": False}
+    state = {"progress": None, "finished": False}
 
     def read_output() -> None:  # a thread: the pipe must be drained or the child blocks
         try:
             for line in child.stdout:
                 line = line.rstrip()
-                if line.startswith(_PROGRESS):
-                    state["done"] = int(line.split()[1])
+                marker = _PROGRESS.fullmatch(line)
+                if marker:
+                    phase, done, total = marker.groups()
+                    state["progress"] = (phase, min(int(done) / max(int(total), 1), 1.0))
                 elif line == _DONE:
                     state["finished"] = True
                 elif line:
@@ -94,16 +125,17 @@ def _run(argv: list[str], env: dict[str, str], count: int, ctl: JobControl,
         except (OSError, ValueError):  # the pipe was closed under us after a kill
             pass
 
-    reader = threading.Thread(target=read_output, name="shotline-encode-output", daemon=True)
+    reader = threading.Thread(target=read_output, name="shotline-animatic-output", daemon=True)
     reader.start()
-    reported = -1
+    reported = None
     try:
         while child.poll() is None:
             if ctl.cancel_event.wait(_POLL):
                 raise Cancelled()
-            if on_progress and state["done"] != reported:
-                reported = state["done"]
-                on_progress(min(reported / max(count, 1), 1.0))
+            progress = state["progress"]
+            if on_progress and progress and progress != reported:
+                reported = progress
+                on_progress(*progress)
     finally:
         if child.poll() is None:
             _stop(child)
@@ -112,7 +144,7 @@ def _run(argv: list[str], env: dict[str, str], count: int, ctl: JobControl,
 
     if child.returncode != 0 or not state["finished"]:
         lines = "\n".join(tail) or "(no output)"
-        raise ServiceError(f"The encoder failed (exit code {child.returncode}):\n{lines}")
+        raise ServiceError(f"The animatic process failed (exit code {child.returncode}):\n{lines}")
 
 
 def _stop(child: subprocess.Popen) -> None:

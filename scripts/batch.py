@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         for problem in problems:
             print(f"not queued: {problem}", flush=True)
         print(f"generating {queued} shots", flush=True)
-        while runtime.queue().busy:
+        while runtime.busy():
             runtime.pump()
             time.sleep(runtime.PUMP_INTERVAL)
         runtime.pump()

@@ -107,7 +107,7 @@ def generate(scene, shot_strips, on_pump=None, timeout: float = 900) -> float:
     queued, problems = runtime.submit(scene, shot_strips)
     if problems:
         raise RuntimeError("; ".join(problems))
-    while runtime.queue().busy:
+    while runtime.busy():
         if time.perf_counter() - started > timeout:
             raise TimeoutError("generation took too long")
         t0 = time.perf_counter()

@@ -1,12 +1,11 @@
-"""The local animatic service: exact files, readable frame codes, determinism, cancel, failures."""
+"""The local animatic service: exact files, readable frame codes, determinism, cancel, failures,
+and all per-frame drawing in the child process."""
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -19,7 +18,7 @@ from PIL import Image, ImageDraw
 bpy = pytest.importorskip("bpy")
 
 from shotline.addon import encode, framecode  # noqa: E402
-from shotline.addon.animatic import Animatic, write_frame  # noqa: E402
+from shotline.addon.animatic import Animatic  # noqa: E402
 from shotline.addon.services.animatic import AnimaticService  # noqa: E402
 from shotline.addon.services.base import Cancelled, JobControl, Request, ServiceError  # noqa: E402
 
@@ -231,20 +230,6 @@ def test_cancel_removes_a_staged_clip(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cancel_while_drawing(tmp_path):
-    service = AnimaticService(staging_root=tmp_path)
-    ctl = JobControl()
-
-    def report(stage, progress, message):
-        if progress and progress > 0.05:  # a few frames drawn
-            ctl.cancel_event.set()
-
-    ctl.report = report
-    with pytest.raises(Cancelled):
-        service.submit(request_for(Fraction(24), 200, 160, 90), ctl)
-    assert list(tmp_path.iterdir()) == []
-
-
 def _processes_mentioning(text: str) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -256,70 +241,128 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_cancel_mid_encode_kills_the_child_and_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the encoder's scratch folder goes here
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    count = 3000
-    write_frame(Animatic(request_for(Fraction(24), count, 320, 180)).frame(0), encode.frame_path(frames, 0))
-    for index in range(1, count):
-        os.link(encode.frame_path(frames, 0), encode.frame_path(frames, index))
-    output = tmp_path / "out" / "clip.mp4"
-    output.parent.mkdir()
+def cancel_in(phase: str, frames: int, width: int, height: int, tmp_path: Path, monkeypatch) -> None:
+    """Submit through the service, cancel once the child reports `phase`; the child must die at once
+    and leave nothing: no staging folder, no scratch folder (frames, request), no process."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the child's scratch folder goes here
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "staging").mkdir()
+    service = AnimaticService(staging_root=tmp_path / "staging")
     ctl = JobControl()
-    encoding = threading.Event()
-    outcome = []
+    seen, cancelled_at = [], []
 
-    def run():
-        try:
-            encode.encode(frames, count, Fraction(24), 320, 180, output, ctl, lambda done: done and encoding.set())
-            outcome.append("finished")
-        except BaseException as ex:
-            outcome.append(ex)
+    def report(stage, progress, message):
+        seen.append(message)
+        if message == phase and not cancelled_at:
+            cancelled_at.append(time.perf_counter())
+            ctl.cancel_event.set()
 
-    worker = threading.Thread(target=run)
-    worker.start()
-    assert encoding.wait(60), "the encoder never reported a frame"
-    cancelled_at = time.perf_counter()
-    ctl.cancel_event.set()
-    worker.join(10)
-    assert not worker.is_alive()
-    assert time.perf_counter() - cancelled_at < 3.0
-    assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
-    assert list(output.parent.iterdir()) == []  # neither the clip nor its partial file
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out"]  # scratch folder removed
+    ctl.report = report
+    with pytest.raises(Cancelled):
+        service.submit(request_for(Fraction(24), frames, width, height), ctl)
+    assert cancelled_at, f"never reached {phase}: {seen}"
+    assert time.perf_counter() - cancelled_at[0] < 3.0
+    assert list((tmp_path / "staging").iterdir()) == []
+    assert list((tmp_path / "tmp").iterdir()) == []
     if sys.platform.startswith("linux"):
-        assert _processes_mentioning(str(output.parent)) == []
+        assert _processes_mentioning(str(tmp_path)) == []
 
 
-def test_failing_encoder_gives_a_clear_error(tmp_path):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    write_frame(Image.new("RGB", (160, 90)), encode.frame_path(frames, 0))
+def test_cancel_while_drawing(tmp_path, monkeypatch):
+    cancel_in("drawing", 400, 160, 90, tmp_path, monkeypatch)
+
+
+def test_cancel_mid_encode_kills_the_child_and_leaves_nothing(tmp_path, monkeypatch):
+    cancel_in("encoding", 600, 320, 180, tmp_path, monkeypatch)  # about 1.5 s of encoding
+
+
+def test_no_drawing_in_the_parent_process(tmp_path, monkeypatch):
+    """Pillow's drawing holds the GIL for tens of ms: none of it may run in Blender's process.
+    The worker only relays the child's progress: drawing, then encoding, never going back."""
+    import PIL.ImageDraw
+
+    calls = []
+
+    def spy(name):
+        def record(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} called in the parent process")
+        return record
+
+    monkeypatch.setattr(Animatic, "__init__", spy("Animatic"))
+    monkeypatch.setattr(Animatic, "frame", spy("Animatic.frame"))
+    monkeypatch.setattr(framecode, "draw", spy("framecode.draw"))
+    monkeypatch.setattr(PIL.ImageDraw.ImageDraw, "text", spy("ImageDraw.text"))
+    service = AnimaticService(staging_root=tmp_path)
+    ctl = JobControl()
+    progress = []
+    ctl.report = lambda stage, fraction, message: progress.append((fraction, message))
+    reference = str(make_reference(tmp_path / "reference.png"))
+    for ref in ("", reference):
+        progress.clear()
+        remote = service.submit(request_for(Fraction(24), 96, 160, 90, ref), ctl)
+        result = service.fetch(remote, tmp_path / "clip.mp4", ctl)
+        assert mp4_timing(result.path) == (Fraction(24), 96, 160, 90)
+        assert {message for _, message in progress} == {"drawing", "encoding"}, progress
+        fractions = [fraction for fraction, _ in progress]
+        assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] <= 1.0
+        assert [message for _, message in progress].index("encoding") > 0  # drawing comes first
+    assert calls == []
+
+
+def test_the_child_needs_only_the_paths_it_is_given(tmp_path):
+    """In Blender, a `--factory-startup` child has neither the add-on nor the extension wheels (Pillow)
+    on sys.path: it imports them from the folders the parent passes. An isolated Python with no
+    site-packages shows it works."""
+    paths = encode.import_paths()
+    import PIL
+
+    assert paths == [encode.ADDON_ROOT, str(Path(PIL.__file__).parent.parent)]
+    assert (Path(encode.ADDON_ROOT) / "addon" / "__init__.py").is_file()
+    encode.configure([sys.executable, "-I", "-S", encode.CHILD_SCRIPT])
     output = tmp_path / "clip.mp4"
+    encode.make_clip(request_for(Fraction(25), 5, 160, 90), output, JobControl())
+    assert mp4_timing(output) == (Fraction(25), 5, 160, 90)
+
+
+def test_failing_child_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the child's scratch folder goes here
+    (tmp_path / "tmp").mkdir()
+    output = tmp_path / "clip.mp4"
+    request = request_for(Fraction(24), 1, 160, 90)
     ctl = JobControl()
 
     encode.configure([sys.executable, "-c", "import sys; print('starting'); "
                       "sys.stderr.write('no H.264 encoder in this build\\n'); sys.exit(3)"])
     with pytest.raises(ServiceError) as failure:
-        encode.encode(frames, 1, Fraction(24), 160, 90, output, ctl)
+        encode.make_clip(request, output, ctl)
     assert "exit code 3" in str(failure.value) and "no H.264 encoder in this build" in str(failure.value)
 
-    encode.configure([sys.executable, "-c", "pass"])  # exits 0 and writes nothing
-    with pytest.raises(ServiceError, match="encoder"):
-        encode.encode(frames, 1, Fraction(24), 160, 90, output, ctl)
+    encode.configure([sys.executable, "-c", "print('shotline-done')"])  # exits 0 and writes nothing
+    with pytest.raises(ServiceError, match="wrote no video file"):
+        encode.make_clip(request, output, ctl)
 
     encode.configure([str(tmp_path / "no-such-blender")])
-    with pytest.raises(ServiceError, match="Cannot start the encoder"):
-        encode.encode(frames, 1, Fraction(24), 160, 90, output, ctl)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+    with pytest.raises(ServiceError, match="Cannot start the animatic process"):
+        encode.make_clip(request, output, ctl)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
+    assert list((tmp_path / "tmp").iterdir()) == []
 
     # Through the service: the same message, and no staging folder left behind.
     service = AnimaticService(staging_root=tmp_path / "staging")
     (tmp_path / "staging").mkdir()
-    with pytest.raises(ServiceError, match="Cannot start the encoder"):
+    with pytest.raises(ServiceError, match="Cannot start the animatic process"):
         service.submit(request_for(Fraction(24), 4, 160, 90), ctl)
     assert list((tmp_path / "staging").iterdir()) == []
+
+    # The real child, failing while drawing: the reference image is not a picture.
+    encode.configure(None)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a picture")
+    with pytest.raises(ServiceError, match="Cannot read the reference image broken.png"):
+        service.submit(request_for(Fraction(24), 4, 160, 90, str(broken)), ctl)
+    assert list((tmp_path / "staging").iterdir()) == []
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_configure_for_blender(monkeypatch):
@@ -329,6 +372,7 @@ def test_configure_for_blender(monkeypatch):
 
     default = encode.command_prefix()
     assert default == [sys.executable, encode.CHILD_SCRIPT]
+    assert Path(encode.CHILD_SCRIPT).is_file()
     encoder.configure_for_blender()  # the bpy module has no binary: the default stays
     assert encode.command_prefix() == default
     monkeypatch.setattr(encoder, "bpy", SimpleNamespace(app=SimpleNamespace(binary_path="/opt/blender/blender")))

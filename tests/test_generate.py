@@ -42,7 +42,7 @@ def _op(scene, name, **kw):
 
 def _pump_until_idle(timeout=120):
     end = time.monotonic() + timeout
-    while runtime.queue().busy:
+    while runtime.busy():
         assert time.monotonic() < end, "jobs did not finish"
         runtime.pump()
         time.sleep(0.02)

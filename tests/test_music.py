@@ -184,7 +184,7 @@ def test_shot_length_rounds_up_to_what_the_service_accepts(scene, monkeypatch):
     request = shots.build_request(scene, shot, service)
     assert request.frames == 240
     runtime.submit(scene, [shot])
-    while runtime.queue().busy:
+    while runtime.busy():
         runtime.pump()
     runtime.pump()
     assert shot.shotline.status == 'PLACED', shot.shotline.status_message

@@ -1,4 +1,4 @@
-"""Point the animatic encoder at the running Blender binary (the bundled Python has no `bpy` module)."""
+"""Point the animatic child process at the running Blender binary (the bundled Python has no `bpy` module)."""
 
 import bpy
 
@@ -6,7 +6,7 @@ from .. import encode
 
 
 def configure_for_blender() -> None:
-    """Run encode_child.py with this Blender, in the background, without the user's settings and add-ons.
+    """Run animatic_child.py with this Blender, in the background, without the user's settings and add-ons.
 
     In the bpy module `binary_path` is empty: the default (this Python with its `bpy`) stays.
     """

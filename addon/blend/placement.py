@@ -9,6 +9,7 @@ strip (modifiers, transform, crop, blend) stays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import bpy
 
@@ -52,17 +53,23 @@ def _new_movie(ed, name: str, filepath: str, channel: int, frame_start: int):
         raise PlacementError(f"Blender cannot read the video \"{bpy.path.basename(filepath)}\"") from None
 
 
-def _clip_facts(strip) -> tuple[timing.Fraction, int]:
+def _clip_facts(strip, clip_fps: Fraction | None) -> tuple[Fraction, int]:
+    """The clip's rate and frame count. Reading `strip.fps` opens the file again (~7 ms of the
+    main thread), so a rate already known from the service or the take record is preferred."""
     frames = compat.content_frames(strip)
-    if frames < 1 or strip.fps <= 0:
+    if frames < 1:
         raise PlacementError(f"Blender cannot read the video \"{bpy.path.basename(strip.filepath)}\"")
-    return timing.rate(strip.fps), frames
+    if clip_fps is None:
+        if strip.fps <= 0:
+            raise PlacementError(f"Blender cannot read the frame rate of \"{bpy.path.basename(strip.filepath)}\"")
+        clip_fps = timing.rate(strip.fps)
+    return clip_fps, frames
 
 
-def _fit(scene, strip, shot_left: int, shot_right: int, policy: str) -> timing.FitPlan:
+def _fit(scene, strip, shot_left: int, shot_right: int, policy: str, clip_fps: Fraction | None) -> timing.FitPlan:
     """Conform `strip` (its content already loaded, retiming reset) to the shot."""
     compat.set_content_start(strip, shot_left)
-    clip_fps, clip_frames = _clip_facts(strip)
+    clip_fps, clip_frames = _clip_facts(strip, clip_fps)
     plan = timing.plan_fit(shot_right - shot_left, clip_frames, clip_fps, shots.scene_fps(scene), policy)
     compat.conform(strip, scene, plan.content_frames)
     compat.set_content_start(strip, shot_left)
@@ -71,20 +78,17 @@ def _fit(scene, strip, shot_left: int, shot_right: int, policy: str) -> timing.F
 
 
 def _load(strip, filepath: str) -> None:
-    """Point a movie strip at another file, or leave it as it was if Blender can't read it."""
-    previous = strip.filepath
+    """Point a movie strip at another file, its retiming cleared."""
     strip.filepath = filepath
-    try:
-        if len(strip.retiming_keys):
-            strip.retiming_keys.reset()
-        _clip_facts(strip)
-    except PlacementError:
-        strip.filepath = previous
-        raise
+    if len(strip.retiming_keys):
+        strip.retiming_keys.reset()
 
 
-def place_take(scene, shot, filepath: str) -> Placed:
-    """Show `filepath` as `shot`'s take: swap the take strip's file, or make the take strip."""
+def place_take(scene, shot, filepath: str, clip_fps: Fraction | None = None) -> Placed:
+    """Show `filepath` as `shot`'s take: swap the take strip's file, or make the take strip.
+
+    `clip_fps` is the clip's rate when known (it saves opening the file a second time).
+    """
     left, right = compat.span(shot)
     props = shot.shotline
     policy = props.fit
@@ -92,12 +96,13 @@ def place_take(scene, shot, filepath: str) -> Placed:
     strip = shots.take_strip(scene, shot)
     note = ""
     if strip is not None and strip.type == 'MOVIE':
-        old_span = compat.span(strip)
-        _load(strip, filepath)
+        previous = strip.filepath
         try:
-            plan = _fit(scene, strip, left, right, policy)
-        except Exception:
-            compat.set_span(strip, *old_span)
+            _load(strip, filepath)
+            plan = _fit(scene, strip, left, right, policy, clip_fps)
+        except PlacementError:
+            _load(strip, previous)  # the take strip shows its previous take again, fitted as before
+            _fit(scene, strip, left, right, policy, None)
             raise
     else:
         wanted = min(shot.channel + scene.shotline.take_channel_offset, MAX_CHANNEL)
@@ -106,7 +111,7 @@ def place_take(scene, shot, filepath: str) -> Placed:
             note = f"channel {wanted} is taken there, the take went to channel {channel}"
         strip = _new_movie(ed, f"{shot.name} take", filepath, channel, left)
         try:
-            plan = _fit(scene, strip, left, right, policy)
+            plan = _fit(scene, strip, left, right, policy, clip_fps)
         except Exception:
             compat.strips(ed).remove(strip)
             raise

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 
 import bpy
 from bpy.app.handlers import persistent
 
-from .. import jobs, media
+from .. import jobs, media, timing
 from ..services import registry
 from . import compat, mediafolder, placement, shots
 
@@ -21,6 +22,7 @@ log = logging.getLogger("shotline")
 
 PUMP_INTERVAL = 0.1
 _queue: jobs.JobQueue | None = None
+_finished: deque[str] = deque()  # jobs whose takes wait to be placed, oldest first
 
 STATUS_BY_EVENT = {
     "queued": 'QUEUED', "started": 'GENERATING', "progress": 'GENERATING', "downloading": 'DOWNLOADING',
@@ -81,26 +83,37 @@ def cancel(job_ids=None) -> int:
 
 
 def pump(max_events: int = 64, budget_s: float = 0.004) -> list[jobs.Event]:
-    """Apply what workers reported; bounded so the UI never stalls."""
+    """Apply what workers reported; bounded so the UI never stalls.
+
+    Placing a take opens its video in Blender (several ms of the main thread), so a pump
+    places at most one; the others wait for the next pumps, in the order they finished.
+    """
     events = queue().pump(max_events=max_events, budget_s=budget_s)
     for event in events:
         try:
             _apply(event)
         except Exception:  # a bad event must not kill the timer
             log.exception("applying %s for job %s", event.kind, event.job_id)
-    if events:
+    placed = bool(_finished)
+    if placed:
+        job_id = _finished.popleft()
+        try:
+            _place(job_id)
+        except Exception:
+            log.exception("placing the take of job %s", job_id)
+    if events or placed:
         _redraw()
     return events
 
 
 def _apply(event: jobs.Event) -> None:
-    job = queue().get(event.job_id)
-    scene, shot = _shot_for(job.key) if job else (None, None)
-    if shot is None or shot.shotline.job_id != job.id:
-        return  # the shot was deleted or regenerated since: its file stays on disk, nothing else to do
+    scene, shot = _current_shot(event.job_id)
+    if shot is None:
+        return
     props = shot.shotline
     if event.kind == "done":
-        _add_take(scene, shot, job)
+        props.status, props.status_message = 'DOWNLOADING', "placing the take"
+        _finished.append(event.job_id)
         return
     props.status = STATUS_BY_EVENT[event.kind]
     if event.progress is not None:
@@ -108,13 +121,28 @@ def _apply(event: jobs.Event) -> None:
     props.status_message = event.message
 
 
+def _current_shot(job_id: str):
+    """(scene, shot) of a job, or (None, None) once the shot is gone or has a newer job."""
+    job = queue().get(job_id)
+    scene, shot = _shot_for(job.key) if job else (None, None)
+    if shot is None or shot.shotline.job_id != job_id:
+        return None, None  # the take's file stays on disk; nothing else to do
+    return scene, shot
+
+
+def _place(job_id: str) -> None:
+    scene, shot = _current_shot(job_id)
+    if shot is not None:
+        _add_take(scene, shot, queue().get(job_id))
+
+
 def _add_take(scene, shot, job: jobs.Job) -> None:
     props = shot.shotline
     path = mediafolder.blend_path(job.result.path)
     try:
-        placed = placement.place_take(scene, shot, path)
+        placed = placement.place_take(scene, shot, path, job.result.fps)
     except placement.PlacementError as err:
-        props.status, props.status_message = 'FAILED', str(err)
+        props.status, props.status_message = 'FAILED', f"{err} (kept at {path})"
         return
     take = props.takes.add()
     take.filepath = path
@@ -130,12 +158,19 @@ def _add_take(scene, shot, job: jobs.Job) -> None:
     else:
         props.status = 'PLACED'
         props.status_message = placed.channel_note
+    _undo_step(f"Shotline: take {len(props.takes)} of {shot.name}")
+
+
+def _undo_step(message: str) -> None:
+    """Make a placement its own undo step (it happens in a timer, outside any operator)."""
+    if not bpy.app.background:
+        bpy.ops.ed.undo_push(message=message)
 
 
 def use_take(scene, shot, index: int) -> placement.Placed:
     """Show another of the shot's takes in its take strip."""
     take = shot.shotline.takes[index]
-    placed = placement.place_take(scene, shot, take.filepath)
+    placed = placement.place_take(scene, shot, take.filepath, timing.rate(take.fps) if take.fps > 0 else None)
     shot.shotline.active_take = index
     return placed
 
@@ -148,9 +183,14 @@ def _redraw() -> None:
                 area.tag_redraw()
 
 
+def busy() -> bool:
+    """Jobs running, or takes still to place."""
+    return queue().busy or bool(_finished)
+
+
 def _tick() -> float | None:
     pump()
-    return PUMP_INTERVAL if queue().busy else None
+    return PUMP_INTERVAL if busy() else None
 
 
 def ensure_timer() -> None:
@@ -181,7 +221,7 @@ def _load_post(*_args) -> None:
                 queue().resume(record)
             except (KeyError, ValueError) as err:
                 log.warning("cannot resume a saved job: %s", err)
-    if queue().busy:
+    if busy():
         ensure_timer()
 
 
@@ -197,6 +237,7 @@ def unregister():
     for handlers, fn in ((bpy.app.handlers.save_pre, _save_pre), (bpy.app.handlers.load_post, _load_post)):
         if fn in handlers:
             handlers.remove(fn)
+    _finished.clear()
     if _queue is not None:
         _queue.shutdown(wait=True, timeout=10)
         _queue = None

@@ -1,0 +1,153 @@
+"""Make an animatic clip: draw its frames with the pure core, then encode them with Blender's own FFmpeg.
+
+Only ever RUN in a child process, never imported by the add-on (all per-frame work happens
+here, so none of it holds the GIL in Blender's process):
+    python animatic_child.py -- ARGS                                   (the bpy module)
+    blender -b --factory-startup --python animatic_child.py -- ARGS    (a Blender binary)
+ARGS: --path DIR (repeatable: put first on sys.path; the add-on root, i.e. the folder holding
+`addon/`, and the folder Pillow is installed in) --request FILE.json --frames DIR --output FILE.mp4
+
+The request JSON holds shot_name, prompt, negative_prompt, seed, frames, fps ("num/den"),
+width, height and reference_image. The core is imported as the top-level package `addon`,
+whatever the add-on's package is called in the parent.
+
+Runs at a lower priority than Blender. Prints "shotline-progress PHASE DONE TOTAL" (PHASE:
+drawing, then encoding) per frame and "shotline-done" at the end, then leaves with os._exit
+(bpy 4.5 may crash at interpreter exit after render work; the parent points TMPDIR at a
+folder it removes, so skipping Blender's exit clean-up leaves nothing behind).
+"""
+
+import argparse
+import json
+import os
+import sys
+from fractions import Fraction
+
+PROGRESS = "shotline-progress"
+DONE = "shotline-done"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
+    parser = argparse.ArgumentParser(prog="animatic_child")
+    parser.add_argument("--path", action="append", default=[])
+    parser.add_argument("--request", required=True)
+    parser.add_argument("--frames", required=True)
+    parser.add_argument("--output", required=True)
+    return parser.parse_args(args)
+
+
+def report(phase: str, done: int, total: int) -> None:
+    print(PROGRESS, phase, done, total, flush=True)
+
+
+def frame_name(index: int) -> str:
+    return f"{index:06d}.jpg"
+
+
+def draw(request_file: str, frames_dir: str):
+    """Draw every frame of the request into `frames_dir`; returns the request."""
+    from addon import animatic  # the pure core, found through --path
+    from addon.services.base import Request
+
+    with open(request_file, encoding="utf-8") as file:
+        fields = json.load(file)
+    request = Request(**dict(fields, fps=Fraction(fields["fps"])))
+    try:
+        painter = animatic.Animatic(request)
+    except OSError as ex:
+        raise RuntimeError(f"Cannot read the reference image {os.path.basename(request.reference_image)}: "
+                           f"{ex}") from None
+    os.makedirs(frames_dir, exist_ok=True)
+    for index in range(request.frames):
+        animatic.write_frame(painter.frame(index), os.path.join(frames_dir, frame_name(index)))
+        report("drawing", index + 1, request.frames)
+    return request
+
+
+def fps_settings(fps: Fraction) -> tuple[int, float]:
+    """scene.render.fps (an int up to 32767) and fps_base for an exact rate."""
+    if fps.denominator == 1001 and fps.numerator % 1000 == 0:
+        return fps.numerator // 1000, 1.001  # Blender's own NTSC presets
+    if fps.numerator > 32767:
+        raise ValueError(f"frame rate {fps} cannot be expressed in Blender")
+    return fps.numerator, float(fps.denominator)
+
+
+def build_scene(frames_dir: str, count: int, fps: Fraction, width: int, height: int, output: str):
+    import bpy
+
+    scene = bpy.context.scene
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+    render.fps, render.fps_base = fps_settings(fps)
+    scene.frame_start, scene.frame_end = 1, count
+    # The frames are display-ready sRGB: no tone mapping on the way out.
+    scene.view_settings.view_transform = 'Standard'
+    scene.view_settings.look = 'None'
+    scene.view_settings.exposure = 0.0
+    scene.view_settings.gamma = 1.0
+    render.use_sequencer = True
+    render.use_compositing = False
+
+    image = render.image_settings
+    if "media_type" in image.bl_rna.properties:  # 5.0+
+        image.media_type = 'VIDEO'
+    image.file_format = 'FFMPEG'
+    ffmpeg = render.ffmpeg
+    ffmpeg.format = 'MPEG4'
+    ffmpeg.codec = 'H264'
+    ffmpeg.constant_rate_factor = 'HIGH'  # crisp text and frame code
+    ffmpeg.ffmpeg_preset = 'REALTIME'  # a placeholder clip: speed over file size
+    ffmpeg.audio_codec = 'NONE'
+    render.use_file_extension = False
+    render.filepath = output
+
+    editor = scene.sequence_editor_create()
+    for name in ("use_cache_raw", "use_cache_preprocessed", "use_cache_composite", "use_cache_final"):
+        if hasattr(editor, name):
+            setattr(editor, name, False)  # every frame is read once: caching only costs memory
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    strip = strips.new_image("frames", os.path.join(frames_dir, frame_name(0)), 1, 1)
+    for index in range(1, count):
+        strip.elements.append(frame_name(index))
+    return scene
+
+
+def report_frame(scene, *_args) -> None:
+    report("encoding", scene.frame_current - scene.frame_start + 1, scene.frame_end - scene.frame_start + 1)
+
+
+def encode(request, frames_dir: str, output: str) -> None:
+    import bpy
+
+    scene = build_scene(frames_dir, request.frames, request.fps, request.width, request.height, output)
+    bpy.app.handlers.render_write.append(report_frame)
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    if not os.path.isfile(output):
+        raise RuntimeError(f"Blender wrote no file at {output}")
+
+
+def main() -> None:
+    args = parse_args(sys.argv)
+    if hasattr(os, "nice"):  # background work: Blender's UI gets the CPU first (Windows: see encode.py)
+        os.nice(10)
+    sys.path[:0] = args.path  # before any import of the core, Pillow or (for the bpy module) bpy
+    frames_dir = os.path.abspath(args.frames)
+    request = draw(args.request, frames_dir)
+    encode(request, frames_dir, os.path.abspath(args.output))
+    print(DONE, flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as ex:  # the parent shows the last output lines to the user
+        message = str(ex) if type(ex) is RuntimeError else f"{type(ex).__name__}: {ex}"  # ours read as they are
+        print(f"animatic failed: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
