@@ -103,9 +103,7 @@ class SEQUENCER_OT_shotline_correct_grid(_NeedsAnalysis, bpy.types.Operator):
             self.report({'ERROR'}, str(err))
             return {'CANCELLED'}
         song.store(scene, result)
-        if any(m.name.startswith(song.MARKER_PREFIX) for m in scene.timeline_markers):
-            every_beat = any(m.name[len(song.MARKER_PREFIX):].isdigit() for m in scene.timeline_markers)
-            song.add_markers(scene, result, every_beat=every_beat)
+        song.refresh_markers(scene, result)
         self.report({'INFO'}, _summary(result))
         return {'FINISHED'}
 

@@ -191,3 +191,21 @@ def test_shot_length_rounds_up_to_what_the_service_accepts(scene, monkeypatch):
     take = shots.take_strip(scene, shot)
     assert compat.span(take) == (1, 145)
     assert shot.shotline.takes[0].frames == 240
+
+
+def test_corrections_move_our_markers_with_the_grid(music_scene):
+    scene, _sound, _path = music_scene
+    _op(scene, "shotline_analyze_song", markers='BEATS')
+    before = sum(m.name.startswith(song.MARKER_PREFIX) for m in scene.timeline_markers)
+    _op(scene, "shotline_correct_grid", action='DOUBLE')
+    after = sum(m.name.startswith(song.MARKER_PREFIX) for m in scene.timeline_markers)
+    assert after == len(song.frames(scene, song.analysis(scene).beats))
+    assert after == pytest.approx(2 * before, abs=2)
+
+
+def test_missing_song_file_is_a_clear_error(music_scene):
+    scene, _sound, path = music_scene
+    path.unlink()
+    with pytest.raises(RuntimeError, match="The song file is missing: song.wav"):
+        _op(scene, "shotline_analyze_song")
+    assert song.analysis(scene) is None

@@ -112,6 +112,13 @@ def remove_markers(scene) -> int:
     return len(ours)
 
 
+def refresh_markers(scene, result: beats.Analysis) -> None:
+    """Move Shotline's markers onto a corrected grid, per beat or per bar as they were."""
+    ours = [m.name[len(MARKER_PREFIX):] for m in scene.timeline_markers if m.name.startswith(MARKER_PREFIX)]
+    if ours:
+        add_markers(scene, result, every_beat=all(name.isdigit() for name in ours))
+
+
 def add_markers(scene, result: beats.Analysis, every_beat: bool = False) -> int:
     """Replace Shotline's markers with one per bar (or per beat); the user's markers are left alone."""
     remove_markers(scene)
