@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     scene = bpy.context.scene
 
     def run_operator(name: str, **props) -> None:
-        with bpy.context.temp_override(**compat.sequencer_override(scene)):
+        with bpy.context.temp_override(**compat.scene_override(scene)):
             getattr(bpy.ops.sequencer, name)(**props)
 
     if scene.sequence_editor is None:

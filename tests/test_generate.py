@@ -37,7 +37,7 @@ def _select(scene, strips):
 
 
 def _op(scene, name, **kw):
-    with bpy.context.temp_override(**compat.sequencer_override(scene)):
+    with bpy.context.temp_override(**compat.scene_override(scene)):
         return getattr(bpy.ops.sequencer, name)(**kw)
 
 

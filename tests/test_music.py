@@ -49,7 +49,7 @@ def music_scene(scene, truth, tmp_path):
 
 
 def _op(scene, name, **kw):
-    with bpy.context.temp_override(**compat.sequencer_override(scene)):
+    with bpy.context.temp_override(**compat.scene_override(scene)):
         return getattr(bpy.ops.sequencer, name)(**kw)
 
 

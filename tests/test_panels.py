@@ -43,7 +43,7 @@ def _texts(log):
 
 def test_project_panel_shows_the_song_and_the_generate_button(scene):
     set_fps(scene, Fraction(24))
-    with bpy.context.temp_override(**compat.sequencer_override(scene)):
+    with bpy.context.temp_override(**compat.scene_override(scene)):
         ctx = bpy.context
         assert shot_panels.SEQUENCER_PT_shotline_project.poll(ctx)
         log = _draw(shot_panels.SEQUENCER_PT_shotline_project, ctx)
@@ -56,7 +56,7 @@ def test_shot_panel_polls_on_shots_and_their_takes_only(scene):
     shot = add_shot(scene, "Panel shot", 1, 24)
     plain = compat.new_effect(compat.strips(scene.sequence_editor), "plain", 'COLOR', 5, 1, 24)
     ed = scene.sequence_editor
-    with bpy.context.temp_override(**compat.sequencer_override(scene)):
+    with bpy.context.temp_override(**compat.scene_override(scene)):
         ed.active_strip = plain
         assert not shot_panels.SEQUENCER_PT_shotline_shot.poll(bpy.context)
         ed.active_strip = shot
@@ -74,7 +74,7 @@ def test_shot_panel_polls_on_shots_and_their_takes_only(scene):
 def test_failed_shot_shows_its_reason(scene):
     shot = add_shot(scene, "Broken", 1, 24)
     shot.shotline.status, shot.shotline.status_message = 'FAILED', "Shot \"Broken\" has no prompt"
-    with bpy.context.temp_override(**compat.sequencer_override(scene)):
+    with bpy.context.temp_override(**compat.scene_override(scene)):
         scene.sequence_editor.active_strip = shot
         drawn = _texts(_draw(shot_panels.SEQUENCER_PT_shotline_shot, bpy.context))
     assert "Failed" in drawn and "has no prompt" in drawn

@@ -81,22 +81,12 @@ def content_frames(strip) -> int:
     return strip.content_duration if _NEW_TIMING else strip.frame_duration
 
 
-def sequencer_override(scene) -> dict:
-    """A context with a sequencer area, for operators that need one (works headless)."""
-    win = bpy.context.window_manager.windows[0]
-    area = next((a for a in win.screen.areas if a.type == 'SEQUENCE_EDITOR'), None)
-    if area is None:
-        area = max(win.screen.areas, key=lambda a: a.width * a.height)
-        area.type = 'SEQUENCE_EDITOR'
-    region = next(r for r in area.regions if r.type == 'WINDOW')
-    override = dict(window=win, area=area, region=region, scene=scene)
-    if HAS_SEQUENCER_SCENE:
-        override["sequencer_scene"] = scene
-    return override
-
-
 def scene_override(scene) -> dict:
-    """A context where `scene` is the one editing operators act on."""
+    """A context where `scene` is the one editing operators act on.
+
+    Only the scene: an operator run with a window or area override crashes bpy 4.5 while
+    Python threads (the job workers) are running.
+    """
     override = dict(scene=scene)
     if HAS_SEQUENCER_SCENE:
         override["sequencer_scene"] = scene
@@ -119,7 +109,7 @@ def conform(strip, scene, frames: int) -> None:
     start = round(content_start(strip))
     set_span(strip, start, start + natural)  # the operator miscounts a trimmed strip (85 frames for 90)
     with _only_selected(strip, scene):
-        with bpy.context.temp_override(**sequencer_override(scene)):
+        with bpy.context.temp_override(**scene_override(scene)):
             bpy.ops.sequencer.retiming_segment_speed_set(speed=_speed(natural, frames))
     if content_frames(strip) != frames:
         raise RuntimeError(f"retiming gave {content_frames(strip)} frames instead of {frames}")
