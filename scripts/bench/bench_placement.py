@@ -30,6 +30,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="shotline-bench-"))
     clips = [make_clip(folder, 60, Fraction(24), seed=1), make_clip(folder, 75, Fraction(25), seed=2)]
+    rates = [Fraction(24), Fraction(25)]  # known from the service's result, as in the add-on
     scene = bpy.context.scene
     set_fps(scene, Fraction(30))
     ed = scene.sequence_editor_create()
@@ -37,12 +38,12 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for i, shot in enumerate(shots):
-        placement.place_take(scene, shot, str(clips[i % 2]))
+        placement.place_take(scene, shot, str(clips[i % 2]), rates[i % 2])
     ours = (time.perf_counter() - t0) / TAKES
 
     t0 = time.perf_counter()
     for i, shot in enumerate(shots):
-        placement.place_take(scene, shot, str(clips[(i + 1) % 2]))
+        placement.place_take(scene, shot, str(clips[(i + 1) % 2]), rates[(i + 1) % 2])
     swap = (time.perf_counter() - t0) / TAKES
 
     t0 = time.perf_counter()
