@@ -141,7 +141,7 @@ def _add_take(scene, shot, job: jobs.Job) -> None:
     path = mediafolder.blend_path(job.result.path)
     try:
         placed = placement.place_take(scene, shot, path, job.result.fps)
-    except placement.PlacementError as err:
+    except (placement.PlacementError, RuntimeError) as err:  # RuntimeError: Blender refused an operation
         props.status, props.status_message = 'FAILED', f"{err} (kept at {path})"
         return
     take = props.takes.add()
