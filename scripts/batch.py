@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from importlib import import_module
 from pathlib import Path
 
@@ -96,10 +95,7 @@ def main(argv: list[str]) -> int:
         for problem in problems:
             print(f"not queued: {problem}", flush=True)
         print(f"generating {queued} shots", flush=True)
-        while runtime.busy():
-            runtime.pump()
-            time.sleep(runtime.PUMP_INTERVAL)
-        runtime.pump()
+        runtime.run_until_idle(timeout=24 * 3600)
     target = args.save or args.blend or bpy.data.filepath
     if target:
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(target).resolve()))

@@ -107,15 +107,7 @@ def generate(scene, shot_strips, on_pump=None, timeout: float = 900) -> float:
     queued, problems = runtime.submit(scene, shot_strips)
     if problems:
         raise RuntimeError("; ".join(problems))
-    while runtime.busy():
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError("generation took too long")
-        t0 = time.perf_counter()
-        runtime.pump()
-        if on_pump:
-            on_pump(time.perf_counter() - t0)
-        time.sleep(runtime.PUMP_INTERVAL)
-    runtime.pump()
+    runtime.run_until_idle(timeout, on_pump=on_pump)
     return time.perf_counter() - started
 
 

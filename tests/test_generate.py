@@ -42,12 +42,7 @@ def _op(scene, name, **kw):
 
 
 def _pump_until_idle(timeout=120):
-    end = time.monotonic() + timeout
-    while runtime.busy():
-        assert time.monotonic() < end, "jobs did not finish"
-        runtime.pump()
-        time.sleep(0.02)
-    runtime.pump()
+    runtime.run_until_idle(timeout, interval=0.02)
 
 
 @pytest.fixture

@@ -184,9 +184,7 @@ def test_shot_length_rounds_up_to_what_the_service_accepts(scene, monkeypatch):
     request = shots.build_request(scene, shot, service)
     assert request.frames == 240
     runtime.submit(scene, [shot])
-    while runtime.busy():
-        runtime.pump()
-    runtime.pump()
+    runtime.run_until_idle(timeout=120, interval=0.02)
     assert shot.shotline.status == 'PLACED', shot.shotline.status_message
     take = shots.take_strip(scene, shot)
     assert compat.span(take) == (1, 145)

@@ -183,6 +183,21 @@ def _redraw() -> None:
                 area.tag_redraw()
 
 
+def run_until_idle(timeout: float, interval: float = PUMP_INTERVAL, on_pump=None) -> None:
+    """Pump until every job is finished and placed, as the timer does in Blender: for the
+    command-line batch, the demo and tests, where timers never fire."""
+    deadline = time.monotonic() + timeout
+    while busy():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still running after {timeout:.0f} s")
+        started = time.perf_counter()
+        pump()
+        if on_pump:
+            on_pump(time.perf_counter() - started)
+        time.sleep(interval)
+    pump()
+
+
 def busy() -> bool:
     """Jobs running, or takes still to place."""
     return queue().busy or bool(_finished)
