@@ -8,6 +8,8 @@ from bpy.props import IntProperty, StringProperty
 from ..addon.blend import compat, placement, shots
 from .common import scene_with_editor
 
+PLACEHOLDER = "Describe the shot"
+
 
 class SEQUENCER_OT_shotline_make_shots(bpy.types.Operator):
     """Turn the selected Text and Color strips into shots"""
@@ -60,8 +62,8 @@ class SEQUENCER_OT_shotline_add_shot(bpy.types.Operator):
             self.report({'ERROR'}, str(err))
             return {'CANCELLED'}
         strip = compat.new_effect(compat.strips(ed), "Shot", 'TEXT', channel, start, length)
-        strip.text = self.prompt or "Describe the shot"
-        shots.make_shot(strip)
+        strip.text = self.prompt or PLACEHOLDER
+        shots.make_shot(strip, placeholder=PLACEHOLDER)
         strip.shotline.prompt = self.prompt
         for other in compat.strips_all(ed):
             other.select = False

@@ -122,6 +122,19 @@ def place_take(scene, shot, filepath: str, clip_fps: Fraction | None = None) -> 
     return Placed(strip, plan, note)
 
 
+def refit(scene, shot) -> Placed | None:
+    """Fit the shot's take strip to the shot's frames again, after the shot was moved or trimmed:
+    a take never shows past its shot. None when the shot has no take strip."""
+    strip = shots.take_strip(scene, shot)
+    if strip is None or strip.type != 'MOVIE':
+        return None
+    props = shot.shotline
+    take = props.takes[props.active_take] if 0 <= props.active_take < len(props.takes) else None
+    if take is not None:
+        return place_take(scene, shot, take.filepath, timing.rate(take.fps) if take.fps > 0 else None)
+    return place_take(scene, shot, strip.filepath)
+
+
 def _place_loops(scene, shot, take, plan: timing.FitPlan, shot_right: int) -> None:
     """Rebuild the copies that repeat the take to fill a LOOP shot (nothing else is removed)."""
     ed = scene.sequence_editor

@@ -53,6 +53,8 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     role: EnumProperty(name="Role", items=ROLES, default='NONE')  # type: ignore
     shot_id: StringProperty(name="Shot ID", description="Stable identity of the shot (strips may be renamed)")  # type: ignore
     prompt: StringProperty(name="Prompt", description="What to generate; a Text strip's text is used when empty")  # type: ignore
+    placeholder: StringProperty(name="Placeholder", description="Text Shotline wrote on the strip "
+                                "(a bar range, a section name): shown, never sent as a prompt")  # type: ignore
     negative_prompt: StringProperty(name="Negative Prompt")  # type: ignore
     seed: IntProperty(name="Seed", min=0, max=2**31 - 1)  # type: ignore
     random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for each take", default=True)  # type: ignore

@@ -27,12 +27,15 @@ def can_become_shot(strip) -> bool:
     return strip.type in SHOT_TYPES and strip.shotline.role == 'NONE'
 
 
-def make_shot(strip) -> None:
+def make_shot(strip, placeholder: str = "") -> None:
+    """Make `strip` a shot. `placeholder` is text Shotline puts on the strip for the director to
+    replace (a bar range, a section name): it is never sent as a prompt."""
     props = strip.shotline
     props.role = 'SHOT'
     if not props.shot_id:
         props.shot_id = uuid.uuid4().hex
     props.seed = random.randrange(2**31)
+    props.placeholder = placeholder
 
 
 def shots(scene) -> list:
@@ -58,11 +61,21 @@ def loop_strips(scene, shot) -> list:
 
 
 def prompt(strip) -> str:
-    """The prompt field, or a Text strip's own text when the field is empty."""
-    text = strip.shotline.prompt.strip()
+    """What the director wrote: the prompt field, or a Text strip's own text when the field is
+    empty and the text is not Shotline's placeholder. Empty when there is nothing to send."""
+    props = strip.shotline
+    text = props.prompt.strip()
     if not text and strip.type == 'TEXT':
         text = strip.text.strip()
+        if text == props.placeholder.strip():
+            return ""
     return text
+
+
+def is_untouched(strip) -> bool:
+    """A shot Shotline made that the director has not used yet: no prompt, no takes, no job."""
+    props = strip.shotline
+    return not prompt(strip) and not len(props.takes) and not props.job_id
 
 
 def build_request(scene, shot, service) -> Request:

@@ -156,7 +156,7 @@ def lay_out(scene, slots: list[layout.Slot], channel: int) -> list:
         shot = compat.new_effect(compat.strips(ed), f"Shot {len(shots.shots(scene)) + 1:02d}", 'TEXT', free,
                                  left, right - left)
         shot.text = slot.prompt or slot.label
-        shots.make_shot(shot)
+        shots.make_shot(shot, placeholder=slot.label)
         shot.shotline.prompt = slot.prompt
         made.append(shot)
     return made
