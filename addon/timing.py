@@ -33,8 +33,12 @@ def rate(value: float | Fraction) -> Fraction:
 
 
 def scene_rate(fps: int, fps_base: float) -> Fraction:
-    """The scene's rate from Blender's `render.fps` / `render.fps_base`."""
-    return rate(Fraction(fps) / Fraction(fps_base).limit_denominator(100000))
+    """The scene's rate from Blender's `render.fps` / `render.fps_base`.
+
+    Blender stores fps_base as a float32 (29.97 is 30 / 1.0010000467), so the quotient is
+    snapped like any float: 30 / 1.0010000467 is 30000/1001.
+    """
+    return rate(fps / float(fps_base))
 
 
 def frames_to_seconds(frames: float | Fraction, fps: Fraction) -> Fraction:

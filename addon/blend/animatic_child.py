@@ -69,9 +69,10 @@ def fps_settings(fps: Fraction) -> tuple[int, float]:
     """scene.render.fps (an int up to 32767) and fps_base for an exact rate."""
     if fps.denominator == 1001 and fps.numerator % 1000 == 0:
         return fps.numerator // 1000, 1.001  # Blender's own NTSC presets
-    if fps.numerator > 32767:
-        raise ValueError(f"frame rate {fps} cannot be expressed in Blender")
-    return fps.numerator, float(fps.denominator)
+    if fps.numerator <= 32767:
+        return fps.numerator, float(fps.denominator)
+    whole = max(1, round(fps))
+    return whole, float(whole / fps)  # the nearest Blender can store
 
 
 def build_scene(frames_dir: str, count: int, fps: Fraction, width: int, height: int, output: str):
