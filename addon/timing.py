@@ -13,22 +13,18 @@ from fractions import Fraction
 
 FIT_POLICIES = ("STRETCH", "HOLD", "LOOP", "SHORT")
 
-# Rates Blender offers and services deliver; a float close to one of them is that rate.
-_KNOWN_RATES = tuple(Fraction(n, d) for n, d in (
-    (24000, 1001), (24, 1), (25, 1), (30000, 1001), (30, 1), (48, 1), (50, 1), (60000, 1001), (60, 1),
-    (12, 1), (15, 1), (16, 1), (8, 1), (120, 1),
-))
-
 
 def rate(value: float | Fraction) -> Fraction:
-    """An exact rate for a float read from Blender or a file (23.976023... -> 24000/1001)."""
+    """An exact rate for a float read from Blender or a file: a whole rate (25.0 -> 25) or an
+    NTSC one (23.976023..., 47.952... -> n*1000/1001) when within 0.01 %, else the nearest
+    fraction with a denominator up to 1001 (12.5 -> 25/2)."""
     if isinstance(value, Fraction):
         return value
     if value <= 0:
         raise ValueError(f"frame rate must be positive, got {value}")
-    for known in _KNOWN_RATES:
-        if abs(value - float(known)) < 1e-4 * float(known):
-            return known
+    for candidate in (Fraction(round(value)), Fraction(round(value * 1.001) * 1000, 1001)):
+        if candidate and abs(value - float(candidate)) < 1e-4 * value:
+            return candidate
     return Fraction(value).limit_denominator(1001)
 
 
@@ -108,6 +104,9 @@ def request_frames(shot_frames: int, scene_fps: Fraction, clip_fps: Fraction,
 
     The request rounds up to what the service accepts (fixed durations such as 5 s or
     10 s, or frame counts of the form a*n + b such as 8n+1); the take is trimmed to the cut.
+    Where the count is free, a few frames more are asked for when that makes the clip span a
+    whole number of scene frames: Blender retimes a clip to whole frames, so a 33-frame 16 fps
+    clip (49.45 frames at 23.976) would play 1 % fast, a 34-frame one (50.95) at its speed.
     """
     needed = math.ceil(Fraction(shot_frames) * clip_fps / scene_fps)
     if durations:
@@ -117,9 +116,26 @@ def request_frames(shot_frames: int, scene_fps: Fraction, clip_fps: Fraction,
     step, offset = multiple
     if step > 1:
         needed = offset + step * max(0, math.ceil((needed - offset) / step))
+    if not durations:
+        step = max(step, 1)
+        candidates = [needed + k * step for k in range(_RATE_SEARCH)]
+        if max_frames:
+            candidates = [n for n in candidates if n <= max_frames] or [needed]
+        good = [n for n in candidates if _retime_error(n, clip_fps, scene_fps) <= _GOOD_ENOUGH]
+        needed = good[0] if good else min(candidates, key=lambda n: _retime_error(n, clip_fps, scene_fps))
     if max_frames:
         needed = min(needed, max_frames)
     return max(1, needed)
+
+
+_RATE_SEARCH = 8  # counts looked at past the shortest that covers the shot
+_GOOD_ENOUGH = Fraction(1, 10)  # of a scene frame, over the whole clip
+
+
+def _retime_error(clip_frames: int, clip_fps: Fraction, scene_fps: Fraction) -> Fraction:
+    """How far from a whole number of scene frames a clip spans at real speed."""
+    span = Fraction(clip_frames) * scene_fps / clip_fps
+    return abs(span - round(span))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Exact time arithmetic: rates, conforming, fit plans, requests rounded to what services accept."""
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -7,9 +8,15 @@ import pytest
 from addon import timing
 
 
+BLENDER_1001 = 1.0010000467300415  # 1.001 as Blender stores fps_base (a float32)
+
+
 @pytest.mark.parametrize("fps, base, expected", [
     (24, 1.001, Fraction(24000, 1001)), (30, 1.001, Fraction(30000, 1001)), (25, 1.0, Fraction(25)),
     (24, 1.0, Fraction(24)), (60, 1.001, Fraction(60000, 1001)),
+    (24, BLENDER_1001, Fraction(24000, 1001)), (30, BLENDER_1001, Fraction(30000, 1001)),
+    (60, BLENDER_1001, Fraction(60000, 1001)), (48, BLENDER_1001, Fraction(48000, 1001)),
+    (50, 1.0, Fraction(50)), (120, 1.0, Fraction(120)), (25, 2.0, Fraction(25, 2)), (1000, 7.0, Fraction(1000, 7)),
 ])
 def test_scene_rate_is_exact(fps, base, expected):
     assert timing.scene_rate(fps, base) == expected
@@ -67,6 +74,27 @@ def test_request_rounds_up_to_what_the_service_accepts():
     # longer than any accepted duration: the longest, the shot will be flagged short
     assert timing.request_frames(24 * 30, Fraction(24), Fraction(24), durations=(5, 10)) == 240
     assert timing.request_frames(500, Fraction(24), Fraction(24), max_frames=121) == 121
+
+
+def test_free_frame_counts_span_whole_scene_frames():
+    """Blender retimes to whole frames: a free frame count is chosen so the clip spans (nearly) one."""
+    ntsc = Fraction(24000, 1001)
+    assert timing.request_frames(48, ntsc, Fraction(16)) == 34  # 33 frames would span 49.45 scene frames
+    for clip_fps in (Fraction(16), Fraction(24), Fraction(25), Fraction(30)):
+        for scene_fps in (ntsc, Fraction(25), Fraction(30000, 1001), Fraction(60000, 1001)):
+            for shot in (24, 48, 61, 100):
+                n = timing.request_frames(shot, scene_fps, clip_fps)
+                shortest = math.ceil(shot * clip_fps / scene_fps)
+                assert shortest <= n <= shortest + 8
+
+                def off_whole(frames):
+                    span = frames * scene_fps / clip_fps
+                    return abs(span - round(span))
+
+                assert off_whole(n) <= off_whole(shortest), (clip_fps, scene_fps, shot, n)
+    # a frame multiple (8n+1) is kept, a maximum too
+    assert (timing.request_frames(48, ntsc, Fraction(16), multiple=(8, 1)) - 1) % 8 == 0
+    assert timing.request_frames(48, ntsc, Fraction(16), max_frames=33) == 33
 
 
 def test_song_placement_maps_file_seconds_to_frames():

@@ -27,11 +27,38 @@ def make_clip(folder: Path, frames: int, fps: Fraction, size=(320, 180), seed=1,
     return dest
 
 
+PRESETS = {Fraction(24000, 1001): "23.98", Fraction(30000, 1001): "29.97", Fraction(60000, 1001): "59.94"}
+
+
 def set_fps(scene, fps: Fraction) -> None:
-    """Blender's fps/fps_base for an exact rate (24000/1001 -> 24 / 1.001)."""
-    whole = round(float(fps))
-    scene.render.fps = whole
-    scene.render.fps_base = whole / float(fps)
+    """Set the scene's rate as a director does: with Blender's own frame-rate preset when there is
+    one (29.97 is fps 30, fps_base 1.001 stored as a float32), else as a custom rate."""
+    fps = Fraction(fps)
+    name = PRESETS.get(fps, str(fps.numerator) if fps.denominator == 1 else None)
+    preset = bpy.utils.preset_find(name, "framerate") if name else None
+    if preset:
+        with bpy.context.temp_override(scene=scene):
+            bpy.ops.script.execute_preset(filepath=preset, menu_idname="RENDER_MT_framerate_presets")
+    elif fps.denominator == 1001:  # a custom NTSC-style rate, typed as Blender's presets do
+        scene.render.fps, scene.render.fps_base = fps.numerator // 1000, 1.001
+    else:
+        scene.render.fps, scene.render.fps_base = fps.numerator, fps.denominator
+    assert round(scene.render.fps / scene.render.fps_base, 3) == round(float(fps), 3)
+
+
+def fixed_rate_service(monkeypatch, fps: Fraction):
+    """An animatic that, like the cloud services, only delivers clips at `fps`: registered as a
+    service a shot can pick, so requests are built from the scene as for any service."""
+    from shotline.addon.services import registry
+    from shotline.addon.services.base import Capabilities
+
+    class FixedRate(AnimaticService):
+        id, label = f"animatic-{float(fps):g}fps", f"Animatic at {float(fps):g} fps"
+        capabilities = Capabilities(first_frame=True, fps=(Fraction(fps),), max_frames=framecode.MAX_INDEX + 1)
+
+    service = FixedRate()
+    monkeypatch.setitem(registry._SERVICES, service.id, service)
+    return service
 
 
 def add_shot(scene, name: str, left: int, length: int, channel: int = 1, fit: str = 'HOLD'):
@@ -41,6 +68,27 @@ def add_shot(scene, name: str, left: int, length: int, channel: int = 1, fit: st
     strip.shotline.prompt = f"{name} prompt"
     strip.shotline.fit = fit
     return strip
+
+
+def select(scene, chosen) -> None:
+    """Select exactly `chosen`, as a click and shift-clicks in the timeline do."""
+    for s in compat.strips_all(scene.sequence_editor):
+        s.select = s in chosen
+
+
+def op(scene, name: str, **kw):
+    """Run a Shotline operator (bpy.ops.sequencer.NAME) on `scene`, as the sequencer's buttons do."""
+    with bpy.context.temp_override(**compat.scene_override(scene)):
+        return getattr(bpy.ops.sequencer, name)(**kw)
+
+
+def generate(scene, chosen, timeout: float = 300) -> None:
+    """Select `chosen`, press Generate Selected Shots and pump until every take is placed."""
+    from shotline.addon.blend import runtime
+
+    select(scene, chosen)
+    assert op(scene, "shotline_generate") == {'FINISHED'}
+    runtime.run_until_idle(timeout, interval=0.02)
 
 
 def render_frame(scene, frame: int, out: Path) -> np.ndarray:
