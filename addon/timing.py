@@ -50,8 +50,15 @@ def nearest_frame(seconds: float | Fraction, fps: Fraction) -> int:
     return math.floor(seconds_to_frames(seconds, fps) + Fraction(1, 2))
 
 
-def conformed_length(clip_frames: int, clip_fps: Fraction, scene_fps: Fraction) -> int:
-    """Timeline frames a clip fills when played at its real speed."""
+def conformed_length(clip_frames: int, clip_fps: Fraction, scene_fps: Fraction, anchor_last: bool = False) -> int:
+    """Timeline frames a clip fills when played at its real speed.
+
+    Blender 5.x retimes to the end of the clip's last frame: N frames span N * scene/clip.
+    Blender 4.5 retimes to the last frame itself (`anchor_last`): its first and last frames
+    are (N - 1) * scene/clip apart, and the strip is one frame longer than that.
+    """
+    if anchor_last and clip_frames > 1:
+        return 1 + round(Fraction(clip_frames - 1) * scene_fps / clip_fps)
     return max(1, round(Fraction(clip_frames) * scene_fps / clip_fps))
 
 
@@ -80,13 +87,14 @@ class FitPlan:
         return self.content_frames > self.visible_frames and self.loops == 0
 
 
-def plan_fit(shot_frames: int, clip_frames: int, clip_fps: Fraction, scene_fps: Fraction, policy: str) -> FitPlan:
-    """Decide how a clip covers a shot. A take never spills past its shot."""
+def plan_fit(shot_frames: int, clip_frames: int, clip_fps: Fraction, scene_fps: Fraction, policy: str,
+             anchor_last: bool = False) -> FitPlan:
+    """Decide how a clip covers a shot. A take never spills past its shot (`anchor_last`: see conformed_length)."""
     if shot_frames < 1:
         raise ValueError("a shot must be at least one frame long")
     if policy not in FIT_POLICIES:
         raise ValueError(f"unknown fit policy {policy!r}")
-    natural = conformed_length(clip_frames, clip_fps, scene_fps)
+    natural = conformed_length(clip_frames, clip_fps, scene_fps, anchor_last)
     if natural >= shot_frames:
         return FitPlan(content_frames=natural, visible_frames=shot_frames)
     if policy == "STRETCH":
@@ -99,14 +107,16 @@ def plan_fit(shot_frames: int, clip_frames: int, clip_fps: Fraction, scene_fps: 
 
 
 def request_frames(shot_frames: int, scene_fps: Fraction, clip_fps: Fraction,
-                   durations: tuple[float, ...] = (), multiple: tuple[int, int] = (1, 0), max_frames: int = 0) -> int:
+                   durations: tuple[float, ...] = (), multiple: tuple[int, int] = (1, 0), max_frames: int = 0,
+                   anchor_last: bool = False) -> int:
     """Clip frames to ask a service for so the take covers the shot.
 
     The request rounds up to what the service accepts (fixed durations such as 5 s or
     10 s, or frame counts of the form a*n + b such as 8n+1); the take is trimmed to the cut.
     Where the count is free, a few frames more are asked for when that makes the clip span a
     whole number of scene frames: Blender retimes a clip to whole frames, so a 33-frame 16 fps
-    clip (49.45 frames at 23.976) would play 1 % fast, a 34-frame one (50.95) at its speed.
+    clip (49.45 frames at 23.976) would play 1 % fast, a 34-frame one (50.95) at its speed
+    (`anchor_last`: see conformed_length).
     """
     needed = math.ceil(Fraction(shot_frames) * clip_fps / scene_fps)
     if durations:
@@ -121,8 +131,9 @@ def request_frames(shot_frames: int, scene_fps: Fraction, clip_fps: Fraction,
         candidates = [needed + k * step for k in range(_RATE_SEARCH)]
         if max_frames:
             candidates = [n for n in candidates if n <= max_frames] or [needed]
-        good = [n for n in candidates if _retime_error(n, clip_fps, scene_fps) <= _GOOD_ENOUGH]
-        needed = good[0] if good else min(candidates, key=lambda n: _retime_error(n, clip_fps, scene_fps))
+        error = {n: _retime_error(n - anchor_last, clip_fps, scene_fps) for n in candidates}
+        good = [n for n in candidates if error[n] <= _GOOD_ENOUGH]
+        needed = good[0] if good else min(candidates, key=error.get)
     if max_frames:
         needed = min(needed, max_frames)
     return max(1, needed)

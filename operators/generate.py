@@ -27,6 +27,8 @@ class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
 
     def execute(self, context):
         scene = scene_with_editor(context)
+        for note in runtime.resolve_copies():
+            self.report({'INFO'}, note)
         queued, problems = runtime.submit(scene, selected_shots(context))
         for problem in problems:
             self.report({'WARNING'}, problem)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from ..addon.blend import compat, placement, shots
+from ..addon.blend import compat, placement, runtime, shots
 from .common import scene_with_editor
 
 PLACEHOLDER = "Describe the shot"
@@ -23,6 +23,8 @@ class SEQUENCER_OT_shotline_make_shots(bpy.types.Operator):
         return scene_with_editor(context) is not None
 
     def execute(self, context):
+        for note in runtime.resolve_copies():
+            self.report({'INFO'}, note)
         selected = compat.selected_strips(context)
         made = [s for s in selected if shots.can_become_shot(s)]
         for strip in made:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..addon.blend import compat, runtime, shots, song
+from ..addon.blend import compat, identity, runtime, shots, song
 from ..operators.common import context_shot
 
 
@@ -96,6 +96,9 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
         shot = context_shot(context)
         props = shot.shotline
         layout.label(text=shot.name, icon='SEQUENCE')
+        if identity.find_copies([shot.id_data]):
+            layout.label(text="Copied shots found: each becomes a shot of its own", icon='INFO')
+            runtime.resolve_copies_soon()
         layout.prop(props, "prompt")
         if not props.prompt and shot.type == 'TEXT':
             layout.label(text=f"Using the strip's text: {shots.prompt(shot)[:60]}", icon='INFO')

@@ -49,5 +49,10 @@ def scene(addon):
     if "sequencer_scene" in bpy.types.WorkSpace.bl_rna.properties:
         window.workspace.sequencer_scene = sc
     yield sc
-    window.scene = previous
-    bpy.data.scenes.remove(sc)
+    try:
+        window.scene = previous
+        bpy.data.scenes.remove(sc)
+    except ReferenceError:
+        pass  # the test opened a file: its scenes are gone with the old one
+    if bpy.data.filepath:  # the test saved or opened a file: the next one starts unsaved, as Blender does
+        bpy.ops.wm.read_homefile(use_empty=True)

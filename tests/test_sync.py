@@ -49,10 +49,11 @@ def _check_sync(scene, scene_fps, clip_fps, tmp_path, service_id=None):
         assert compat.span(take) == (left, right)
         record = shot.shotline.takes[0]
         assert timing.rate(record.fps) == clip_fps
-        # retimed to whole scene frames: the clip's end is this far (in source frames) from the clock
-        content = compat.content_frames(take)
-        drift = abs(content * clip_fps / scene_fps - record.frames)
-        assert drift <= Fraction(1, 5), f"{record.frames} frames retimed to {content}"
+        # retimed to whole scene frames: the clip's end (4.5: its last frame) is this far from the clock
+        anchor = int(compat.RETIMES_TO_LAST_FRAME)
+        content = compat.content_frames(take) - anchor
+        drift = abs(content * clip_fps / scene_fps - (record.frames - anchor))
+        assert drift <= Fraction(1, 5), f"{record.frames} frames retimed to {content + anchor}"
         for offset in (0, 1, 2, shot_frames // 3, shot_frames // 2, shot_frames - 2, shot_frames - 1):
             clock = timing.source_position(offset, clip_fps, scene_fps)
             shown = shown_source_frame(scene, left + offset, out)

@@ -35,6 +35,10 @@ def test_conformed_length_plays_at_real_speed():
     assert timing.conformed_length(48, Fraction(24), Fraction(24000, 1001)) == 48
     assert timing.conformed_length(121, Fraction(24), Fraction(30000, 1001)) == 151
     assert timing.conformed_length(125, Fraction(25), Fraction(24)) == 120
+    # Blender 4.5 places the last frame, not the clip's end: 32 frames at 16 fps in 25 fps
+    # put frame 31 at 48.4 -> 48, so the strip is 49 frames (not round(50.0) = 50)
+    assert timing.conformed_length(32, Fraction(16), Fraction(25), anchor_last=True) == 49
+    assert timing.conformed_length(32, Fraction(16), Fraction(25)) == 50
 
 
 def test_no_drift_over_an_hour():

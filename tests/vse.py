@@ -82,6 +82,17 @@ def op(scene, name: str, **kw):
         return getattr(bpy.ops.sequencer, name)(**kw)
 
 
+def editor_op(scene, name: str, **kw):
+    """Run one of Blender's own sequencer operators (duplicate, split, copy, paste) as in the
+    timeline: they need a sequencer area, so the window's first area is made one."""
+    window = bpy.context.window_manager.windows[0]
+    area = window.screen.areas[0]
+    area.type = 'SEQUENCE_EDITOR'
+    region = next(r for r in area.regions if r.type == 'WINDOW')
+    with bpy.context.temp_override(window=window, area=area, region=region, **compat.scene_override(scene)):
+        return getattr(bpy.ops.sequencer, name)(**kw)
+
+
 def generate(scene, chosen, timeout: float = 300) -> None:
     """Select `chosen`, press Generate Selected Shots and pump until every take is placed."""
     from shotline.addon.blend import runtime

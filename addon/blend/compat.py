@@ -15,6 +15,8 @@ StripType = getattr(bpy.types, "Strip", None) or bpy.types.Sequence
 
 _NEW_TIMING = "left_handle" in StripType.bl_rna.properties
 HAS_SEQUENCER_SCENE = "sequencer_scene" in bpy.types.WorkSpace.bl_rna.properties
+# 4.5 retimes a clip to its last frame, 5.x to the end of it (timing.conformed_length's `anchor_last`)
+RETIMES_TO_LAST_FRAME = bpy.app.version < (5, 0, 0)
 
 
 def strips(ed) -> bpy.types.bpy_prop_collection:
@@ -121,7 +123,7 @@ def _speed(natural: int, frames: int) -> float:
     5.x maps the end of the last frame (its end key sits one past it); 4.5 maps the last
     frame itself (its end key sits on it), so there the spans between first and last frame match.
     """
-    if bpy.app.version >= (5, 0, 0) or natural < 2 or frames < 2:
+    if not RETIMES_TO_LAST_FRAME or natural < 2 or frames < 2:
         return 100.0 * natural / frames
     return 100.0 * (natural - 1) / (frames - 1)
 

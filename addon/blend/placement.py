@@ -70,7 +70,8 @@ def _fit(scene, strip, shot_left: int, shot_right: int, policy: str, clip_fps: F
     """Conform `strip` (its content already loaded, retiming reset) to the shot."""
     compat.set_content_start(strip, shot_left)
     clip_fps, clip_frames = _clip_facts(strip, clip_fps)
-    plan = timing.plan_fit(shot_right - shot_left, clip_frames, clip_fps, shots.scene_fps(scene), policy)
+    plan = timing.plan_fit(shot_right - shot_left, clip_frames, clip_fps, shots.scene_fps(scene), policy,
+                           compat.RETIMES_TO_LAST_FRAME)
     compat.conform(strip, scene, plan.content_frames)
     compat.set_content_start(strip, shot_left)
     compat.set_span(strip, shot_left, shot_left + plan.visible_frames)
@@ -117,6 +118,7 @@ def place_take(scene, shot, filepath: str, clip_fps: Fraction | None = None) -> 
             raise
         strip.shotline.role = 'TAKE'
         strip.shotline.shot_id = props.shot_id
+        shots.claim(strip)
         strip.color_tag = 'COLOR_05'
     _place_loops(scene, shot, strip, plan, right)
     return Placed(strip, plan, note)
@@ -151,4 +153,5 @@ def _place_loops(scene, shot, take, plan: timing.FitPlan, shot_right: int) -> No
         compat.set_span(copy, left, right)
         copy.shotline.role = 'LOOP'
         copy.shotline.shot_id = take.shotline.shot_id
+        shots.claim(copy)
         copy.color_tag = take.color_tag

@@ -52,6 +52,8 @@ class SHOTLINE_PG_take(bpy.types.PropertyGroup):
 class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     role: EnumProperty(name="Role", items=ROLES, default='NONE')  # type: ignore
     shot_id: StringProperty(name="Shot ID", description="Stable identity of the shot (strips may be renamed)")  # type: ignore
+    owner: StringProperty(name="Owner", description="Scene and strip name this strip was made under: "
+                          "a copy Blender makes has another name")  # type: ignore
     prompt: StringProperty(name="Prompt", description="What to generate; a Text strip's text is used when empty")  # type: ignore
     placeholder: StringProperty(name="Placeholder", description="Text Shotline wrote on the strip "
                                 "(a bar range, a section name): shown, never sent as a prompt")  # type: ignore

@@ -16,7 +16,7 @@ from bpy.app.handlers import persistent
 
 from .. import jobs, media, timing
 from ..services import registry
-from . import compat, mediafolder, placement, shots
+from . import compat, identity, mediafolder, placement, shots
 
 log = logging.getLogger("shotline")
 
@@ -47,8 +47,26 @@ def _shot_for(key: str):
     return (scene, shots.by_id(scene, shot_id)) if scene else (None, None)
 
 
+def resolve_copies() -> list[str]:
+    """Make copied, pasted and split shots shots of their own (see identity.py)."""
+    return identity.resolve(bpy.data.scenes)
+
+
+def resolve_copies_soon() -> None:
+    """From a panel's draw, which may not change data: resolve on the next timer tick."""
+    if not bpy.app.timers.is_registered(_resolve_tick):
+        bpy.app.timers.register(_resolve_tick, first_interval=0.0)
+
+
+def _resolve_tick() -> None:
+    for note in resolve_copies():
+        log.info("%s", note)
+    _redraw()
+
+
 def submit(scene, shot_strips) -> tuple[int, list[str]]:
     """Queue one job per shot; returns how many were queued and a reason for each one that was not."""
+    resolve_copies()  # a copy still carrying its original's id would take the original's job
     problems = []
     queued = 0
     for shot in shot_strips:
@@ -216,6 +234,7 @@ def ensure_timer() -> None:
 @persistent
 def _save_pre(filepath, *_args) -> None:
     """Keep unfinished jobs with the file and move unsaved takes next to it."""
+    resolve_copies()
     mediafolder.adopt_unsaved(filepath)
     for scene in bpy.data.scenes:
         if not hasattr(scene, "shotline"):
@@ -227,6 +246,8 @@ def _save_pre(filepath, *_args) -> None:
 @persistent
 def _load_post(*_args) -> None:
     """Resume the jobs a file was saved with (they outlive the session)."""
+    for note in resolve_copies():
+        log.info("%s", note)
     for scene in bpy.data.scenes:
         raw = scene.shotline.jobs if hasattr(scene, "shotline") else ""
         if not raw:

@@ -36,6 +36,17 @@ def make_shot(strip, placeholder: str = "") -> None:
         props.shot_id = uuid.uuid4().hex
     props.seed = random.randrange(2**31)
     props.placeholder = placeholder
+    claim(strip)
+
+
+def owner_tag(strip) -> str:
+    """The scene and name a strip was made under (a copy Blender makes gets another name)."""
+    return f"{strip.id_data.name}\x1f{strip.name}"
+
+
+def claim(strip) -> None:
+    """Record `strip` as the original of its shot id (see identity.py)."""
+    strip.shotline.owner = owner_tag(strip)
 
 
 def shots(scene) -> list:
@@ -87,7 +98,8 @@ def build_request(scene, shot, service) -> Request:
     fps = scene_fps(scene)
     caps = service.capabilities
     clip_fps = fps if not caps.fps or fps in caps.fps else max(caps.fps)
-    frames = timing.request_frames(right - left, fps, clip_fps, caps.durations, caps.frame_multiple, caps.max_frames)
+    frames = timing.request_frames(right - left, fps, clip_fps, caps.durations, caps.frame_multiple, caps.max_frames,
+                                   compat.RETIMES_TO_LAST_FRAME)
     props = shot.shotline
     if props.random_seed:
         props.seed = random.randrange(2**31)
