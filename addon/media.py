@@ -143,7 +143,8 @@ def _free_path(target: Path) -> Path:
     return next(c for c in candidates if not c.exists())
 
 
-def _move_file(src: Path, dst: Path) -> None:
+def move_file(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst` (its folder made), across drives too."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(src, dst)
@@ -162,7 +163,8 @@ def move_tree(src_root: Path, dst_root: Path) -> dict[Path, Path]:
     Used when an unsaved .blend is first saved: its takes leave the temporary folder for the folder
     next to the .blend, and the caller relinks strips through the mapping. Nothing is overwritten: on a
     name clash the file gets the next free name (the mapping says which). Partial files are in-flight
-    downloads and stay where they are. Only folders this emptied are removed.
+    downloads and stay where they are. Only folders this emptied are removed. All or nothing: when a
+    file cannot be moved (a read-only or full disk), the files moved so far go back and the error is raised.
     """
     # Keys keep the caller's spelling of src_root (not resolved) so they match the paths strips hold.
     src_root, dst_root = Path(src_root).absolute(), Path(dst_root).absolute()
@@ -171,20 +173,34 @@ def move_tree(src_root: Path, dst_root: Path) -> dict[Path, Path]:
     if is_inside(dst_root, src_root):
         raise ValueError(f"cannot move {src_root} into itself ({dst_root})")
     moved: dict[Path, Path] = {}
-    emptied: set[Path] = set()
-    for folder, _dirs, files in os.walk(src_root):
-        for name in sorted(files):
-            if name.endswith(PARTIAL_SUFFIX):
-                continue
-            src = Path(folder) / name
-            dst = _free_path(dst_root / src.relative_to(src_root))
-            _move_file(src, dst)
-            moved[src] = dst
-            emptied.add(src.parent)
+    try:
+        for folder, _dirs, files in os.walk(src_root):
+            for name in sorted(files):
+                if name.endswith(PARTIAL_SUFFIX):
+                    continue
+                src = Path(folder) / name
+                dst = _free_path(dst_root / src.relative_to(src_root))
+                move_file(src, dst)
+                moved[src] = dst
+    except OSError:
+        move_back(moved, dst_root)
+        raise
+    remove_empty_folders(moved, src_root)  # the root itself belongs to the caller and stays
+    return moved
+
+
+def move_back(moved: dict[Path, Path], dst_root: Path) -> None:
+    """Undo `move_tree` (its mapping): every file goes back, folders it made under `dst_root` go."""
+    for src, dst in moved.items():
+        move_file(dst, src)
+    remove_empty_folders({dst: dst for dst in moved.values()}, Path(dst_root).absolute())
+
+
+def remove_empty_folders(moved: dict[Path, Path], root: Path) -> None:
+    """Remove the folders below `root` that the moved files (the mapping's keys) have left empty."""
+    emptied = {src.parent for src in moved}
     # Deepest first, so a parent is tried after its children; rmdir refuses folders that still hold anything.
-    # The root itself belongs to the caller and stays.
-    folders = {p for d in emptied for p in (d, *d.parents) if p != src_root and p.is_relative_to(src_root)}
+    folders = {p for d in emptied for p in (d, *d.parents) if p != root and p.is_relative_to(root)}
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):
             folder.rmdir()
-    return moved

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import wave
 from fractions import Fraction
@@ -127,45 +126,3 @@ def test_cancel_leaves_nothing_on_disk_or_timeline(song_scene):
     leftovers = list(shot_dir.rglob("*")) if shot_dir.exists() else []
     assert leftovers == []
     assert len(long_shot.shotline.takes) == 0
-
-
-def test_first_save_moves_takes_next_to_the_blend(song_scene, tmp_path):
-    scene, _song = song_scene
-    shot = _text_shot(scene, "a saved shot", 1, 24)
-    shots.make_shot(shot)
-    _select(scene, [shot])
-    _op(scene, "shotline_generate")
-    _pump_until_idle()
-    take = shots.take_strip(scene, shot)
-    temp_file = Path(take.filepath)
-    assert temp_file.is_file()
-    blend = tmp_path / "video" / "project.blend"
-    blend.parent.mkdir()
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    take = shots.take_strip(scene, shot)
-    assert take.filepath.startswith("//shotline"), take.filepath
-    moved = Path(bpy.path.abspath(take.filepath))
-    assert moved.is_file() and blend.parent in moved.parents
-    assert not temp_file.exists()
-    assert shot.shotline.takes[0].filepath == take.filepath
-    assert compat.content_frames(take) > 0
-
-
-def test_unfinished_jobs_are_saved_with_the_file_and_resumed(song_scene):
-    """Jobs outlive a Blender session: saved records are picked up again when the file is loaded."""
-    scene, _sound = song_scene
-    shot = _text_shot(scene, "a job that outlives the session", 1, 24)
-    shots.make_shot(shot)
-    runtime.submit(scene, [shot])
-    job_id = shot.shotline.job_id
-    runtime._save_pre("")  # what saving the file does
-    records = json.loads(scene.shotline.jobs)
-    assert [r["id"] for r in records] == [job_id]
-    runtime.unregister()  # Blender quits: the queue stops, its running job with it
-    runtime.register()
-    assert runtime.queue().get(job_id) is None
-    runtime._load_post()  # the file is opened again
-    assert runtime.queue().get(job_id) is not None
-    _pump_until_idle()
-    assert shot.shotline.status == 'PLACED', shot.shotline.status_message
-    assert shots.take_strip(scene, shot) is not None

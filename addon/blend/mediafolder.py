@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -13,6 +14,7 @@ from .. import media
 from . import compat
 
 _UNSAVED = Path(tempfile.gettempdir()) / f"shotline-unsaved-{uuid.uuid4().hex[:12]}"
+_first_save = None  # (moved files, target folder, relinked paths) from save_pre until the save ends
 
 
 def unsaved_root() -> Path:
@@ -39,27 +41,81 @@ def blend_path(path) -> str:
     return path
 
 
-def adopt_unsaved(blend_filepath: str) -> dict[str, str]:
-    """On the first save, move takes from the temporary folder next to the .blend and relink them."""
+def adopt_unsaved(blend_filepath: str) -> str:
+    """On the first save (save_pre), move the takes from the temporary folder next to the .blend
+    and relink them, so the file is written with paths relative to it. `first_save_done` keeps
+    or undoes this once Blender has written the file or failed to. Returns a problem for the
+    director ("" when all is well); on a problem nothing is moved or relinked."""
+    global _first_save
+    _first_save = None
     if bpy.data.filepath or not _UNSAVED.is_dir():
-        return {}
+        return ""
     # one temporary folder holds every scene's takes: they go to the window scene's media folder
     scene = bpy.context.scene or bpy.data.scenes[0]
     target = _folder_for(blend_filepath, scene)
-    moved = {str(a): str(b) for a, b in media.move_tree(_UNSAVED, target).items()}
+    try:
+        moved = media.move_tree(_UNSAVED, target)
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        return f"The takes stay in the temporary folder {_UNSAVED}: cannot move them to {target} ({reason})"
     start = os.path.dirname(blend_filepath)
+    _first_save = (moved, target, _relink({str(a): str(b) for a, b in moved.items()}, start))
+    return ""
 
-    def relinked(path: str) -> str | None:
+
+def first_save_done(saved: bool) -> None:
+    """After the first save: drop the emptied temporary folder, or (the save failed) put every
+    take back where it was, with its old path."""
+    global _first_save
+    if _first_save is None:
+        return
+    moved, target, relinked = _first_save
+    _first_save = None
+    if saved:
+        with contextlib.suppress(OSError):
+            _UNSAVED.rmdir()  # still holds a take being downloaded: that one settles when placed
+        return
+    for owner, old_path in relinked:
+        owner.filepath = old_path
+    media.move_back(moved, target)
+
+
+def _relink(moved: dict[str, str], start: str) -> list[tuple[object, str]]:
+    """Point strips and take records at their moved files; returns (owner, old path) per change."""
+    changed = []
+
+    def relink(owner) -> None:
+        path = owner.filepath
         new = moved.get(os.path.abspath(bpy.path.abspath(path))) if path else None
-        return bpy.path.relpath(new, start=start) if new else None
+        if new:
+            changed.append((owner, path))
+            owner.filepath = bpy.path.relpath(new, start=start)
 
     for scene in bpy.data.scenes:
         ed = scene.sequence_editor
         for strip in compat.strips_all(ed) if ed else ():
-            if strip.type == 'MOVIE' and (new := relinked(strip.filepath)):
-                strip.filepath = new
-            if hasattr(strip, "shotline"):
-                for take in strip.shotline.takes:
-                    if new := relinked(take.filepath):
-                        take.filepath = new
-    return moved
+            if strip.type == 'MOVIE':
+                relink(strip)
+            for take in strip.shotline.takes if hasattr(strip, "shotline") else ():
+                relink(take)
+    return changed
+
+
+def settle(path: Path, scene, shot_name: str, reserved=()) -> Path:
+    """Where a finished take is placed from: the scene's media folder. A take made for an unsaved
+    file that has been saved since (or for another media folder) moves there first; when it
+    cannot, it is placed from where it is."""
+    path = Path(path)
+    folder = root(scene)
+    if media.is_inside(path, folder):
+        return path
+    dest = media.next_take_path(folder, shot_name, ext=path.suffix, reserved=reserved)
+    try:
+        media.move_file(path, dest)
+    except OSError:
+        return path
+    if media.is_inside(path, _UNSAVED):
+        media.remove_empty_folders({path: dest}, _UNSAVED)
+        with contextlib.suppress(OSError):
+            _UNSAVED.rmdir()
+    return dest

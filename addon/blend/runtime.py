@@ -156,7 +156,8 @@ def _place(job_id: str) -> None:
 
 def _add_take(scene, shot, job: jobs.Job) -> None:
     props = shot.shotline
-    path = mediafolder.blend_path(job.result.path)
+    reserved = [j.dest for j in queue().active()]
+    path = mediafolder.blend_path(mediafolder.settle(job.result.path, scene, shot.name, reserved))
     try:
         placed = placement.place_take(scene, shot, path, job.result.fps)
     except (placement.PlacementError, RuntimeError) as err:  # RuntimeError: Blender refused an operation
@@ -235,12 +236,45 @@ def ensure_timer() -> None:
 def _save_pre(filepath, *_args) -> None:
     """Keep unfinished jobs with the file and move unsaved takes next to it."""
     resolve_copies()
-    mediafolder.adopt_unsaved(filepath)
+    problem = mediafolder.adopt_unsaved(filepath)
+    if problem:
+        notify(problem)
     for scene in bpy.data.scenes:
         if not hasattr(scene, "shotline"):
             continue
         records = [j.to_record() for j in queue().active() if j.key.startswith(f"{scene.name}\x1f")]
         scene.shotline.jobs = json.dumps(records) if records else ""
+
+
+@persistent
+def _save_post(*_args) -> None:
+    mediafolder.first_save_done(saved=True)
+
+
+@persistent
+def _save_post_fail(*_args) -> None:
+    """Blender could not write the file (a read-only folder, a full disk): undo the first save's moves."""
+    try:
+        mediafolder.first_save_done(saved=False)
+    except OSError as err:
+        notify(f"Some takes could not be moved back to the temporary folder: {err}")
+
+
+def notify(message: str) -> None:
+    """Tell the director something that happened outside an operator (no report to write to)."""
+    log.warning("%s", message)
+    if bpy.app.background:
+        return
+
+    def show() -> None:
+        def draw(menu, _context):
+            menu.layout.label(text=message)
+        wm = bpy.context.window_manager
+        if wm.windows:
+            with bpy.context.temp_override(window=wm.windows[0]):
+                wm.popup_menu(draw, title="Shotline", icon='ERROR')
+
+    bpy.app.timers.register(show, first_interval=0.0)
 
 
 @persistent
@@ -261,16 +295,21 @@ def _load_post(*_args) -> None:
         ensure_timer()
 
 
+_HANDLERS = (("save_pre", _save_pre), ("save_post", _save_post), ("save_post_fail", _save_post_fail),
+             ("load_post", _load_post))
+
+
 def register():
-    bpy.app.handlers.save_pre.append(_save_pre)
-    bpy.app.handlers.load_post.append(_load_post)
+    for name, fn in _HANDLERS:
+        getattr(bpy.app.handlers, name).append(fn)
 
 
 def unregister():
     global _queue
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
-    for handlers, fn in ((bpy.app.handlers.save_pre, _save_pre), (bpy.app.handlers.load_post, _load_post)):
+    for name, fn in _HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
         if fn in handlers:
             handlers.remove(fn)
     _finished.clear()

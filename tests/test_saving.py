@@ -1,0 +1,150 @@
+"""Saving and reopening as a director does: wm.save_as_mainfile and wm.open_mainfile, jobs running.
+
+Takes made before the first save move next to the .blend; a save that fails moves nothing; a take
+that finishes during or after the first save lands next to the .blend; a job saved with its remote
+id is resumed when the file is opened again, never submitted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import bpy
+import pytest
+
+from shotline.addon.blend import compat, mediafolder, runtime, shots
+from shotline.addon.services import animatic, registry
+from vse import add_shot, generate, select, op, set_fps
+
+
+@pytest.fixture
+def small(scene):
+    set_fps(scene, Fraction(30000, 1001))
+    scene.render.resolution_x, scene.render.resolution_y = 64, 36
+    return scene
+
+
+def _unwritable(tmp_path) -> Path:
+    """A folder nothing can be written into (as root, chmod does not stop writes: /sys does)."""
+    if os.geteuid() == 0:
+        return Path("/sys/shotline-readonly")
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def _take_paths(scene, shot):
+    return shots.take_strip(scene, shot).filepath, [t.filepath for t in shot.shotline.takes]
+
+
+def test_first_save_moves_takes_next_to_the_blend_and_removes_the_temporary_folder(small, tmp_path):
+    shot = add_shot(small, "Qəmgin mahnı", 1, 30)
+    generate(small, [shot])
+    temp_file = Path(shots.take_strip(small, shot).filepath)
+    assert mediafolder.unsaved_root() in temp_file.parents
+    blend = tmp_path / "фильм" / "project.blend"
+    blend.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    strip_path, take_paths = _take_paths(small, shot)
+    assert strip_path.startswith("//shotline") and take_paths == [strip_path]
+    assert blend.parent in Path(bpy.path.abspath(strip_path)).parents
+    assert Path(bpy.path.abspath(strip_path)).is_file() and not temp_file.exists()
+    assert not mediafolder.unsaved_root().exists()
+
+
+def test_a_first_save_that_fails_moves_and_relinks_nothing(small, tmp_path, capfd):
+    shot = add_shot(small, "shot", 1, 30)
+    generate(small, [shot])
+    before = _take_paths(small, shot)
+    with pytest.raises(RuntimeError, match="Cannot open file"):
+        bpy.ops.wm.save_as_mainfile(filepath=str(_unwritable(tmp_path) / "project.blend"))
+    assert _take_paths(small, shot) == before
+    assert Path(before[0]).is_file() and not bpy.data.filepath
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_save_blender_fails_to_write_puts_the_moved_takes_back(small, tmp_path):
+    """The media folder can be written, the .blend cannot: the moved takes go back, paths too."""
+    shot = add_shot(small, "shot", 1, 30)
+    generate(small, [shot])
+    before = _take_paths(small, shot)
+    media = tmp_path / "media"
+    small.shotline.media_folder = str(media)
+    with pytest.raises(RuntimeError, match="Cannot open file"):
+        bpy.ops.wm.save_as_mainfile(filepath=str(_unwritable(tmp_path) / "project.blend"))
+    assert _take_paths(small, shot) == before
+    assert Path(before[0]).is_file()
+    assert not media.exists() or not any(p.is_file() for p in media.rglob("*"))
+
+
+def test_a_take_finishing_during_the_first_save_lands_next_to_the_blend(small, tmp_path):
+    shot = add_shot(small, "long", 1, 240)
+    small.render.resolution_x, small.render.resolution_y = 320, 180  # a few seconds of work
+    select(small, [shot])
+    op(small, "shotline_generate")
+    blend = tmp_path / "project.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))  # the job is still running
+    assert runtime.queue().active(), "the job finished before the save: the test proves nothing"
+    runtime.run_until_idle(300, interval=0.02)
+    assert shot.shotline.status == 'PLACED', shot.shotline.status_message
+    strip_path, take_paths = _take_paths(small, shot)
+    assert strip_path.startswith("//shotline") and take_paths == [strip_path]
+    assert Path(bpy.path.abspath(strip_path)).is_file()
+    assert not mediafolder.unsaved_root().exists()
+
+
+class _Gated(animatic.AnimaticService):
+    """An animatic that counts its submissions and holds its jobs at 'generating' until let go,
+    like a cloud job that outlives a Blender session (quitting does not stop it)."""
+
+    id, label = "gated", "Gated animatic"
+    submissions = 0
+    release = threading.Event()
+
+    def submit(self, request, ctl):
+        type(self).submissions += 1
+        return super().submit(request, ctl)
+
+    def poll(self, remote_id, ctl):
+        if not self.release.is_set():
+            return animatic.Status(done=False, progress=0.5, message="Rendering on the farm")
+        return super().poll(remote_id, ctl)
+
+    def cancel(self, remote_id):
+        pass  # the remote job goes on
+
+
+def test_a_saved_job_is_resumed_on_open_and_never_submitted_again(small, tmp_path, monkeypatch):
+    service = _Gated()
+    _Gated.submissions = 0
+    _Gated.release.clear()
+    monkeypatch.setitem(registry._SERVICES, service.id, service)
+    shot = add_shot(small, "resumed", 1, 30)
+    shot.shotline.service = service.id
+    select(small, [shot])
+    op(small, "shotline_generate")
+    end = time.monotonic() + 60
+    while not (runtime.queue().get(shot.shotline.job_id).remote_id):
+        assert time.monotonic() < end
+        runtime.pump()
+        time.sleep(0.02)
+    name, shot_name = small.name, shot.name
+    blend = tmp_path / "resume.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    runtime.unregister()  # Blender quits: the queue and its workers are gone
+    runtime.register()
+    _Gated.release.set()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.data.scenes[name]
+    shot = compat.strips_all(scene.sequence_editor)[shot_name]
+    assert runtime.busy(), "the saved job was not resumed"
+    runtime.run_until_idle(120, interval=0.02)
+    assert shot.shotline.status == 'PLACED', shot.shotline.status_message
+    assert _Gated.submissions == 1
+    assert Path(bpy.path.abspath(shots.take_strip(scene, shot).filepath)).is_file()
+    assert compat.span(shots.take_strip(scene, shot)) == compat.span(shot)
