@@ -11,7 +11,15 @@ def scene_with_editor(context):
 
 
 def selected_shots(context) -> list:
-    return [s for s in compat.selected_strips(context) if shots.is_shot(s)]
+    """The selected shots; a selected take or loop strip stands for its shot."""
+    scene = compat.sequencer_scene(context)
+    found = []
+    for strip in compat.selected_strips(context):
+        role = strip.shotline.role
+        shot = strip if role == 'SHOT' else shots.by_id(scene, strip.shotline.shot_id) if role in {'TAKE', 'LOOP'} else None
+        if shot is not None and shot not in found:
+            found.append(shot)
+    return found
 
 
 def context_shot(context):

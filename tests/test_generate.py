@@ -98,10 +98,87 @@ def test_shot_without_prompt_fails_with_a_reason(song_scene):
     empty = _text_shot(scene, "   ", 1, 24)
     shots.make_shot(empty)
     _select(scene, [empty])
-    with pytest.raises(RuntimeError, match="no prompt"):
+    with pytest.raises(RuntimeError, match="no prompt yet"):
         _op(scene, "shotline_generate")
-    assert empty.shotline.status == 'FAILED'
-    assert "no prompt" in empty.shotline.status_message
+    assert empty.shotline.status == 'NONE'
+    assert "No prompt yet" in empty.shotline.status_message
+
+
+def test_placeholder_text_is_never_sent_as_a_prompt(song_scene):
+    """Add Shot's "Describe the shot" and Lay Out's bar labels are shown on the strip, never sent."""
+    scene, _song = song_scene
+    scene.frame_current = 1
+    assert _op(scene, "shotline_add_shot") == {'FINISHED'}
+    added = scene.sequence_editor.active_strip
+    assert added.text == "Describe the shot"
+    labelled = _text_shot(scene, "bars 1-4", 30, 24, channel=4)
+    shots.make_shot(labelled, placeholder="bars 1-4")
+    written = _text_shot(scene, "Певица поёт «Qəmgin mahnı» — крупный план", 60, 24, channel=6)
+    shots.make_shot(written, placeholder="bars 5-8")
+    _select(scene, [added, labelled, written])
+    assert _op(scene, "shotline_generate") == {'FINISHED'}
+    runtime.run_until_idle(120, interval=0.02)
+    for skipped in (added, labelled):
+        assert skipped.shotline.status == 'NONE' and "No prompt yet" in skipped.shotline.status_message
+        assert shots.take_strip(scene, skipped) is None and not skipped.shotline.job_id
+    assert written.shotline.status == 'PLACED', written.shotline.status_message
+    assert written.shotline.takes[0].prompt == "Певица поёт «Qəmgin mahnı» — крупный план"
+    # the director writes over the placeholder: now it is a prompt
+    added.text = "a dancer on a rooftop"
+    assert shots.prompt(added) == "a dancer on a rooftop"
+
+
+def test_what_cannot_be_placed_is_refused_before_anything_is_generated(song_scene, tmp_path):
+    scene, _song = song_scene
+    top = _text_shot(scene, "a shot on the last channel", 1, 24, channel=128)
+    no_reference = _text_shot(scene, "from a still", 30, 24, channel=2)
+    shots.make_shot(top)
+    shots.make_shot(no_reference)
+    no_reference.shotline.reference_image = str(tmp_path / "gone.png")
+    jobs_before = len(runtime.queue().jobs)
+    _select(scene, [top, no_reference])
+    with pytest.raises(RuntimeError, match="Nothing was queued"):
+        _op(scene, "shotline_generate")
+    assert len(runtime.queue().jobs) == jobs_before
+    assert top.shotline.status == 'FAILED' and "channel 129" in top.shotline.status_message
+    assert no_reference.shotline.status == 'FAILED' and "reference image is missing" in no_reference.shotline.status_message
+    scene.render.resolution_x = 10  # the animatic needs 16 pixels at least
+    ok = _text_shot(scene, "too small a frame", 60, 24, channel=2)
+    shots.make_shot(ok)
+    _select(scene, [ok])
+    with pytest.raises(RuntimeError, match="at least 16 pixels"):
+        _op(scene, "shotline_generate")
+    assert len(runtime.queue().jobs) == jobs_before
+
+
+def test_a_selected_take_strip_means_its_shot(song_scene):
+    scene, _song = song_scene
+    shot = _text_shot(scene, "a lighthouse at dawn", 1, 24)
+    shots.make_shot(shot)
+    _select(scene, [shot])
+    _op(scene, "shotline_generate")
+    _pump_until_idle()
+    take = shots.take_strip(scene, shot)
+    _select(scene, [take])  # only the take strip, as after clicking on it
+    assert _op(scene, "shotline_generate") == {'FINISHED'}
+    _pump_until_idle()
+    assert len(shot.shotline.takes) == 2 and shots.take_strip(scene, shot) == take
+
+
+@pytest.mark.parametrize("order", ["low first", "high first"])
+def test_overlapping_shots_stack_their_takes_in_the_shots_order(song_scene, order):
+    scene, _song = song_scene
+    low = _text_shot(scene, "the wide shot", 1, 48, channel=2)
+    high = _text_shot(scene, "a close-up over it", 12, 24, channel=3)
+    for shot in (low, high):
+        shots.make_shot(shot)
+    for shot in ([low, high] if order == "low first" else [high, low]):
+        _select(scene, [shot])
+        _op(scene, "shotline_generate")
+        _pump_until_idle()
+    low_take, high_take = shots.take_strip(scene, low), shots.take_strip(scene, high)
+    assert low.channel < high.channel < low_take.channel < high_take.channel
+    assert compat.span(low_take) == compat.span(low) and compat.span(high_take) == compat.span(high)
 
 
 def test_cancel_leaves_nothing_on_disk_or_timeline(song_scene):

@@ -42,7 +42,33 @@ def free_channel(scene, wanted: int, left: int, right: int, ignore=()) -> int:
     for channel in range(wanted, MAX_CHANNEL + 1):
         if not any(s.channel == channel and _overlaps(s, left, right) for s in siblings):
             return channel
-    raise PlacementError(f"No free channel above {wanted} for frames {left}-{right}")
+    raise PlacementError(f"No room for the take strip: channels {wanted} to {MAX_CHANNEL} are all taken "
+                         f"at frames {left}-{right}")
+
+
+def take_channel(scene, shot) -> tuple[int, str]:
+    """The channel a new take strip of `shot` goes to, and a note when it is not the usual one.
+
+    Usually `take_channel_offset` above the shot. Where shots overlap, their takes stack above
+    the highest of them in the shots' own channel order, whatever order they are generated in.
+    Raises PlacementError when there is no room: checked before anything is generated.
+    """
+    left, right = compat.span(shot)
+    overlapping = sorted((s for s in shots.shots(scene) if s == shot or _overlaps(s, left, right)),
+                         key=lambda s: (s.channel, s.name))
+    wanted = overlapping[-1].channel + scene.shotline.take_channel_offset + overlapping.index(shot)
+    if wanted > MAX_CHANNEL:
+        raise PlacementError(f"No room for the take strip: it would go on channel {wanted}, past Blender's last "
+                             f"channel ({MAX_CHANNEL}); move the shot to a lower channel")
+    channel = free_channel(scene, wanted, left, right)
+    note = f"channel {wanted} is taken there, the take went to channel {channel}" if channel != wanted else ""
+    return channel, note
+
+
+def check_room(scene, shot) -> None:
+    """Raise PlacementError now if a take of `shot` could not be placed once generated."""
+    if shots.take_strip(scene, shot) is None:
+        take_channel(scene, shot)
 
 
 def _new_movie(ed, name: str, filepath: str, channel: int, frame_start: int):
@@ -106,10 +132,7 @@ def place_take(scene, shot, filepath: str, clip_fps: Fraction | None = None) -> 
             _fit(scene, strip, left, right, policy, None)
             raise
     else:
-        wanted = min(shot.channel + scene.shotline.take_channel_offset, MAX_CHANNEL)
-        channel = free_channel(scene, wanted, left, right)
-        if channel != wanted:
-            note = f"channel {wanted} is taken there, the take went to channel {channel}"
+        channel, note = take_channel(scene, shot)
         strip = _new_movie(ed, f"{shot.name} take", filepath, channel, left)
         try:
             plan = _fit(scene, strip, left, right, policy, clip_fps)

@@ -16,11 +16,13 @@ from bpy.app.handlers import persistent
 
 from .. import jobs, media, timing
 from ..services import registry
+from ..services.base import ServiceError
 from . import compat, identity, mediafolder, placement, shots
 
 log = logging.getLogger("shotline")
 
 PUMP_INTERVAL = 0.1
+NO_PROMPT = "No prompt yet: write what to generate in the Prompt field (or the Text strip)"
 _queue: jobs.JobQueue | None = None
 _finished: deque[str] = deque()  # jobs whose takes wait to be placed, oldest first
 
@@ -71,14 +73,20 @@ def submit(scene, shot_strips) -> tuple[int, list[str]]:
     queued = 0
     for shot in shot_strips:
         props = shot.shotline
-        try:
+        if not shots.prompt(shot):  # placeholder text is never sent: with paid services it is money
+            props.status, props.status_message = 'NONE', NO_PROMPT
+            problems.append(f"{shot.name}: no prompt yet, skipped")
+            continue
+        try:  # everything that can be known before a request is sent is checked before
             service = registry.get(props.service)
             if service.needs_network and not bpy.app.online_access:
                 raise ValueError(f"{service.label} needs online access (Preferences > System > Network)")
             request = shots.build_request(scene, shot, service)
+            service.check(request)
+            placement.check_room(scene, shot)
             dest = media.next_take_path(mediafolder.root(scene), shot.name,
                                         reserved=[j.dest for j in queue().active()])
-        except (ValueError, KeyError, OSError) as err:
+        except (ValueError, KeyError, OSError, ServiceError, placement.PlacementError) as err:
             props.status, props.status_message = 'FAILED', str(err).strip("'\"")
             problems.append(f"{shot.name}: {props.status_message}")
             continue

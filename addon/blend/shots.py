@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from fractions import Fraction
 import uuid
@@ -105,6 +106,8 @@ def build_request(scene, shot, service) -> Request:
         props.seed = random.randrange(2**31)
     percent = scene.render.resolution_percentage / 100
     reference = bpy.path.abspath(props.reference_image) if props.reference_image else ""
+    if reference and not os.path.isfile(reference):
+        raise ValueError(f"The reference image is missing: {reference}")
     return Request(
         shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed,
         frames=frames, fps=clip_fps, reference_image=reference,

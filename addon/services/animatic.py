@@ -39,8 +39,12 @@ class AnimaticService(Service):
     def __init__(self, staging_root: Path | None = None):
         self.staging_root = Path(staging_root or tempfile.gettempdir())
 
-    def submit(self, request: Request, ctl: JobControl) -> str:
+    def check(self, request: Request) -> None:
+        super().check(request)
         _validate(request)
+
+    def submit(self, request: Request, ctl: JobControl) -> str:
+        self.check(request)
         ctl.check()
         job = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=self.staging_root))
         try:

@@ -111,6 +111,16 @@ class Service:
     poll_interval: float = 2.0
     needs_network: bool = True
 
+    def check(self, request: Request) -> None:
+        """Raise ServiceError when the service cannot take `request` (called before it is sent)."""
+        caps = self.capabilities
+        if caps.max_frames and request.frames > caps.max_frames:
+            raise ServiceError(f"{self.label} makes at most {caps.max_frames} frames, not {request.frames}.")
+        if caps.fps and request.fps not in caps.fps:
+            raise ServiceError(f"{self.label} does not make {float(request.fps):g} fps clips.")
+        if request.reference_image and not caps.first_frame:
+            raise ServiceError(f"{self.label} does not start from a reference image.")
+
     def submit(self, request: Request, ctl: JobControl) -> str:
         """Start generating; return the service's id for the job."""
         raise NotImplementedError
