@@ -5,8 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import IntProperty
 
-from ..addon.blend import placement, runtime
-from .common import context_shot, scene_with_editor
+from ..addon.blend import placement, runtime, shots
+from .common import context_shot, scene_with_editor, selected_shots
 
 
 class SEQUENCER_OT_shotline_use_take(bpy.types.Operator):
@@ -40,5 +40,30 @@ class SEQUENCER_OT_shotline_use_take(bpy.types.Operator):
         return {'FINISHED'}
 
 
-classes = (SEQUENCER_OT_shotline_use_take,)
+class SEQUENCER_OT_shotline_refit_takes(bpy.types.Operator):
+    """Fit the take strips of the selected shots (all shots when none is selected) to their shots again,
+    after moving or trimming shots by hand"""
+
+    bl_idname = "sequencer.shotline_refit_takes"
+    bl_label = "Refit Takes"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        return scene_with_editor(context) is not None
+
+    def execute(self, context):
+        scene = scene_with_editor(context)
+        chosen = selected_shots(context) or shots.shots(scene)
+        refitted = 0
+        for shot in chosen:
+            try:
+                refitted += placement.refit(scene, shot) is not None
+            except (placement.PlacementError, RuntimeError) as err:
+                self.report({'WARNING'}, f"{shot.name}: {err}")
+        self.report({'INFO'}, f"Refitted {refitted} take strip(s)")
+        return {'FINISHED'}
+
+
+classes = (SEQUENCER_OT_shotline_use_take, SEQUENCER_OT_shotline_refit_takes)
 register, unregister = bpy.utils.register_classes_factory(classes)

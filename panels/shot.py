@@ -42,7 +42,9 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("sequencer.shotline_make_shots", icon='SEQ_STRIP_META')
         row.operator("sequencer.shotline_add_shot", icon='ADD')
-        layout.operator("sequencer.shotline_generate", icon='RENDER_ANIMATION')
+        row = layout.row(align=True)
+        row.operator("sequencer.shotline_generate", icon='RENDER_ANIMATION')
+        row.operator("sequencer.shotline_refit_takes", text="", icon='SNAP_ON')
         active = runtime.queue().active()
         if active:
             layout.label(text=f"{len(active)} job(s) running", icon='TIME')

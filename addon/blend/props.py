@@ -6,6 +6,7 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
+from .. import timing
 from . import compat
 
 ROLES = [
@@ -32,6 +33,29 @@ STATUS_ITEMS = [
     ('CANCELLED', "Cancelled", "", 'CANCEL', 6),
     ('SHORT', "Short", "The take is shorter than the shot", 'INFO', 7),
 ]
+
+
+def _show_active_take(self, _context):
+    """Choosing a row in the takes list shows that take in the take strip (the picture, not just
+    the checkmark). Placing a take sets the row itself: then the strip already shows it."""
+    from . import placement, shots
+
+    index = self.active_take
+    if not 0 <= index < len(self.takes):
+        return
+    scene = self.id_data
+    pointer = self.as_pointer()  # (path_from_id cannot reach a strip's property group)
+    shot = next((s for s in shots.shots(scene) if s.shotline.as_pointer() == pointer), None)
+    if shot is None:
+        return
+    take = self.takes[index]
+    strip = shots.take_strip(scene, shot)
+    if strip is not None and strip.filepath == take.filepath:
+        return
+    try:
+        placement.place_take(scene, shot, take.filepath, timing.rate(take.fps) if take.fps > 0 else None)
+    except (placement.PlacementError, RuntimeError) as err:
+        self.status_message = f"Take {index + 1} cannot be shown: {err}"
 
 
 def _service_items(_self, _context):
@@ -70,7 +94,7 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype='FACTOR')  # type: ignore
     job_id: StringProperty(name="Job")  # type: ignore
     takes: CollectionProperty(type=SHOTLINE_PG_take)  # type: ignore
-    active_take: IntProperty(name="Active Take", default=-1)  # type: ignore
+    active_take: IntProperty(name="Active Take", default=-1, update=_show_active_take)  # type: ignore
 
 
 class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
