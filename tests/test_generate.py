@@ -11,6 +11,7 @@ import bpy
 import numpy as np
 import pytest
 
+from shotline.addon import timing
 from shotline.addon.blend import compat, mediafolder, runtime, shots, song
 from vse import set_fps
 
@@ -52,8 +53,11 @@ def song_scene(scene, tmp_path):
     return scene, sound
 
 
-def test_make_shots_generate_and_place(song_scene):
+@pytest.mark.parametrize("fps", [Fraction(24), Fraction(24000, 1001), Fraction(30000, 1001)], ids=str)
+def test_make_shots_generate_and_place(song_scene, fps):
+    """End to end at film and NTSC rates, set with Blender's own presets (29.97: fps_base 1.001 as a float32)."""
     scene, song_strip = song_scene
+    set_fps(scene, fps)
     a = _text_shot(scene, "a neon city at night", 1, 24)
     b = _text_shot(scene, "a car on a desert road", 25, 30)
     other = compat.new_effect(compat.strips(scene.sequence_editor), "not a shot", 'ADJUSTMENT', 5, 1, 10)
@@ -75,6 +79,7 @@ def test_make_shots_generate_and_place(song_scene):
         assert take is not None and take.channel == shot.channel + 1
         assert compat.span(take) == compat.span(shot)
         assert len(shot.shotline.takes) == 1
+        assert timing.rate(shot.shotline.takes[0].fps) == fps
         assert Path(bpy.path.abspath(take.filepath)).is_file()
         assert mediafolder.unsaved_root() in Path(bpy.path.abspath(take.filepath)).parents
 
