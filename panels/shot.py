@@ -103,7 +103,8 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
             runtime.resolve_copies_soon()
         layout.prop(props, "prompt")
         if not props.prompt and shot.type == 'TEXT':
-            layout.label(text=f"Using the strip's text: {shots.prompt(shot)[:60]}", icon='INFO')
+            text = shots.prompt(shot)
+            layout.label(text=f"Using the strip's text: {text[:60]}" if text else runtime.NO_PROMPT, icon='INFO')
         layout.prop(props, "negative_prompt")
         row = layout.row(align=True)
         row.prop(props, "random_seed", text="", icon='FILE_REFRESH')

@@ -9,18 +9,72 @@ Options:
     --lay-out every:N | sections | list:PATH [--first-bar N]
     --generate              generate every shot that has no take yet (--all: every shot)
     --save PATH             where to save (default: over FILE.blend)
-Prints one line per step and a JSON summary of the shots at the end; exits 1 if a shot failed.
+Prints one line per step, one per shot as its take is placed or fails, and a JSON summary of
+the shots at the end; exits 1 if a shot failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
+import os
 import sys
+import tempfile
 from importlib import import_module
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+FINISHED = {'PLACED', 'SHORT', 'FAILED', 'CANCELLED'}  # a shot's statuses once its job is over
+
+
+def _flush_c_stdio() -> None:
+    """Push out what Blender printed through C's stdio buffer, so it lands where fd 1 points now."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, TypeError, AttributeError):  # no C library handle for the process (Windows)
+        pass
+
+
+@contextlib.contextmanager
+def blender_output_hidden(tail_lines: int = 25):
+    """Send everything printed to fds 1 and 2 while the block runs (Blender's C-level log too) to a
+    scratch file; the block prints to the terminal through the `say` it is given.
+
+    redirect_stdout only swaps Python's sys.stdout; Blender's render log and messages are written
+    by C code straight to the file descriptors, so those are redirected. If the block fails with an
+    error (not SystemExit: that carries its own message), Blender's last lines go to stderr.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _flush_c_stdio()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    log = tempfile.TemporaryFile()
+    for fd in saved:
+        os.dup2(log.fileno(), fd)
+
+    def say(text: str) -> None:
+        os.write(saved[1], (text + "\n").encode("utf-8"))
+
+    failed = False
+    try:
+        yield say
+    except Exception:
+        failed = True
+        raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _flush_c_stdio()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        if failed:
+            log.seek(0)
+            tail = log.read().decode("utf-8", "replace").splitlines()[-tail_lines:]
+            print("Blender's last output:\n" + "\n".join(tail), file=sys.stderr, flush=True)
+        log.close()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -61,7 +115,10 @@ def load(args: argparse.Namespace):
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    bpy, addon = load(args)
+    with blender_output_hidden():  # importing bpy and opening the file: Blender's start-up chatter
+        bpy, addon = load(args)
+    if args.blend:
+        print(f"opened {Path(args.blend).resolve()}", flush=True)
     glue = addon.__name__ + ".addon.blend."
     compat, runtime, shots = (import_module(glue + name) for name in ("compat", "runtime", "shots"))
     scene = bpy.context.scene
@@ -95,10 +152,25 @@ def main(argv: list[str]) -> int:
         for problem in problems:
             print(f"not queued: {problem}", flush=True)
         print(f"generating {queued} shots", flush=True)
-        runtime.run_until_idle(timeout=24 * 3600)
+        running = [s for s in todo if s.shotline.status == 'QUEUED']
+        finished = []
+        with blender_output_hidden() as say:  # placing takes opens movies: Blender may talk about them
+
+            def report_finished(_seconds: float = 0.0) -> None:
+                for shot in running:
+                    props = shot.shotline
+                    if props.status in FINISHED and shot not in finished:
+                        finished.append(shot)
+                        detail = f": {props.status_message}" if props.status_message else ""
+                        say(f"  {shot.name}: {props.status.lower()}{detail} ({len(finished)}/{len(running)})")
+
+            runtime.run_until_idle(timeout=24 * 3600, on_pump=report_finished)
+            report_finished()  # the last events are applied after the pumping loop
     target = args.save or args.blend or bpy.data.filepath
     if target:
-        bpy.ops.wm.save_as_mainfile(filepath=str(Path(target).resolve()))
+        with blender_output_hidden():
+            bpy.ops.wm.save_as_mainfile(filepath=str(Path(target).resolve()))
+        print(f"saved {Path(target).resolve()}", flush=True)
     summary = [{"shot": s.name, "status": s.shotline.status, "message": s.shotline.status_message,
                 "takes": len(s.shotline.takes), "frames": list(compat.span(s))} for s in shots.shots(scene)]
     print(json.dumps({"file": target, "shots": summary}), flush=True)

@@ -17,6 +17,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import shotline_dev  # noqa: E402
+from batch import blender_output_hidden  # noqa: E402
 
 BPM = 118
 BEATS_PER_BAR = 4
@@ -111,7 +112,8 @@ def generate(scene, shot_strips, on_pump=None, timeout: float = 900) -> float:
     return time.perf_counter() - started
 
 
-def render_preview(scene, path: Path) -> None:
+def render_preview(scene, path: Path, steps: int = 4) -> None:
+    """Render the preview; prints its progress `steps` times instead of Blender's line per frame."""
     import bpy
 
     render = scene.render
@@ -123,8 +125,26 @@ def render_preview(scene, path: Path) -> None:
     render.use_sequencer = True
     render.use_file_extension = False
     render.filepath = str(path)
-    with bpy.context.temp_override(scene=scene):
-        bpy.ops.render.render(animation=True)
+    total = scene.frame_end - scene.frame_start + 1
+    path.unlink(missing_ok=True)  # an old preview must not pass for this one
+    with blender_output_hidden() as say:
+        shown = 0
+
+        def on_frame(rendered, *_args) -> None:
+            nonlocal shown
+            done = rendered.frame_current - rendered.frame_start + 1
+            while shown < steps and done * steps >= (shown + 1) * total:
+                shown += 1
+                say(f"Rendering preview: {100 * shown // steps}% ({done}/{total} frames)")
+
+        bpy.app.handlers.render_write.append(on_frame)
+        try:
+            with bpy.context.temp_override(scene=scene):
+                bpy.ops.render.render(animation=True)
+        finally:
+            bpy.app.handlers.render_write.remove(on_frame)
+        if not path.is_file() or shown < steps:
+            raise RuntimeError(f"Blender did not render {path.name} ({100 * shown // steps}% of the frames written)")
 
 
 def main(out_dir: Path) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
 
 import bpy
+import pytest
 
 import signals
 from shotline.addon.blend import compat
@@ -16,16 +18,18 @@ from test_music import _write_wav
 from vse import set_fps
 
 BATCH = Path(__file__).resolve().parent.parent / "scripts" / "batch.py"
+SHOT_LIST = "Bars;Prompt\n4;Певица в неоновом дожде\n4;Gecə şəhərin işıqları\n4;«chorus» wide\n4;outro, slow\n"
 
 
-def test_batch_lays_out_and_generates_a_saved_file(tmp_path):
+def _song_file(folder: Path) -> Path:
+    """A saved .blend with a 20-bar song at 120 BPM in a 25 fps scene, and nothing else."""
     truth = signals.catalogue()["steady_120"]()
     scene = bpy.data.scenes.new("Batch")
     set_fps(scene, Fraction(25))
     scene.render.resolution_x, scene.render.resolution_y = 64, 36
     ed = scene.sequence_editor_create()
-    compat.strips(ed).new_sound("Song", str(_write_wav(tmp_path / "song.wav", truth.audio, truth.rate)), 1, 1)
-    blend = tmp_path / "batch.blend"
+    compat.strips(ed).new_sound("Song", str(_write_wav(folder / "song.wav", truth.audio, truth.rate)), 1, 1)
+    blend = folder / "batch.blend"
     window = bpy.context.window_manager.windows[0]
     previous, window.scene = window.scene, scene
     try:
@@ -33,11 +37,29 @@ def test_batch_lays_out_and_generates_a_saved_file(tmp_path):
     finally:
         window.scene = previous
         bpy.data.scenes.remove(scene)
-    out = tmp_path / "done.blend"
-    run = subprocess.run([sys.executable, str(BATCH), str(blend), "--analyze", "--markers", "bars",
-                          "--lay-out", "every:4", "--first-bar", "5", "--generate", "--save", str(out)],
-                         capture_output=True, text=True, timeout=300)
+    return blend
+
+
+def _batch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """One batch run: analyse, bar markers, lay out a shot list from bar 5, generate, save elsewhere."""
+    folder = tmp_path_factory.mktemp("batch")
+    blend = _song_file(folder)
+    listing = folder / "shots.csv"
+    listing.write_text(SHOT_LIST, encoding="utf-8")
+    out = folder / "done.blend"
+    run = _batch(str(blend), "--analyze", "--markers", "bars", "--lay-out", f"list:{listing}", "--first-bar", "5",
+                 "--generate", "--save", str(out))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return run, out
+
+
+def test_batch_lays_out_and_generates_a_saved_file(generated):
+    run, out = generated
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["file"] == str(out) and out.is_file()
     statuses = [s["status"] for s in summary["shots"]]
@@ -45,8 +67,70 @@ def test_batch_lays_out_and_generates_a_saved_file(tmp_path):
     assert all(s["takes"] == 1 for s in summary["shots"])
 
 
+def test_batch_prints_a_line_per_step_and_per_shot_not_blenders_log(generated):
+    run, _out = generated
+    lines = (run.stdout + run.stderr).splitlines()
+    assert not [line for line in lines if "append frame" in line.lower() or "Fra:" in line]
+    progress = [m for line in lines if (m := re.fullmatch(r"  Shot 0[1-4]: placed \((\d)/4\)", line))]
+    assert [m.group(1) for m in progress] == ["1", "2", "3", "4"]
+    steps = [r"opened .*/batch\.blend", r"Info: Song: .* 20 bars .*", r"Info: Laid out 4 shots", r"generating 4 shots",
+             r"  Shot 0[1-4]: placed \(\d/4\)", r"saved .*/done\.blend", r"\{.*\}"]
+    assert [line for line in lines if not any(re.fullmatch(step, line) for step in steps)] == []
+    assert len(lines) == 10  # opened, analysed, laid out, generating, 4 shots, saved, the summary
+
+
 def test_batch_says_what_is_wrong(tmp_path):
-    run = subprocess.run([sys.executable, str(BATCH), str(tmp_path / "missing.blend")], capture_output=True,
-                         text=True, timeout=120)
+    run = _batch(str(tmp_path / "missing.blend"), timeout=120)
     assert run.returncode != 0
     assert "No such .blend file" in run.stderr and "Traceback" not in run.stderr
+
+
+# The demo's preview render, on a 48-frame scene: what the terminal shows of it.
+RENDER = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, {scripts!r})
+import shotline_dev
+shotline_dev.expose_checkout()
+import bpy
+import demo
+scene = bpy.context.scene
+scene.render.fps, scene.render.fps_base = 24, 1.0
+scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = {size}, {size}, 100
+ed = scene.sequence_editor_create()
+strips = ed.strips if hasattr(ed, "strips") else ed.sequences
+strips.new_effect(name="Red", type='COLOR', channel=1, frame_start=1,
+                  **({{"length": 48}} if bpy.app.version >= (5, 0, 0) else {{"frame_end": 49}}))
+scene.frame_start, scene.frame_end = 1, 48
+try:
+    demo.render_preview(scene, Path({out!r}))
+except RuntimeError as err:
+    print("render failed:", err, flush=True)
+    os._exit(1)
+os._exit(0)
+"""
+
+
+def _render(tmp_path, size: int) -> subprocess.CompletedProcess:
+    code = RENDER.format(scripts=str(BATCH.parent), size=size, out=str(tmp_path / "preview.mp4"))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_the_preview_render_prints_progress_not_a_line_per_frame(tmp_path):
+    run = _render(tmp_path, 64)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert (tmp_path / "preview.mp4").stat().st_size > 0
+    progress = [f"Rendering preview: {p}% ({f}/48 frames)" for p, f in ((25, 12), (50, 24), (75, 36), (100, 48))]
+    lines = run.stdout.splitlines()
+    assert progress[0] in lines, run.stdout
+    assert lines[lines.index(progress[0]):] == progress  # from the render's start, nothing else
+    output = (run.stdout + run.stderr).lower()
+    assert "append frame" not in output and "fra:" not in output
+
+
+def test_a_failed_preview_render_shows_what_blender_said(tmp_path):
+    run = _render(tmp_path, 65000)  # more pixels than a video frame may have: the encoder refuses
+    assert run.returncode == 1
+    assert "render failed:" in run.stdout and not (tmp_path / "preview.mp4").exists()
+    tail = run.stderr.partition("Blender's last output:\n")[2]
+    assert "65000x65000" in tail, run.stderr

@@ -1,6 +1,9 @@
 import errno
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -41,26 +44,50 @@ def test_safe_name_has_no_separators_or_forbidden_characters(text):
     assert Path(name).name == name and name not in (".", "..")
 
 
-def test_safe_name_keeps_readable_unicode_and_is_stable():
+def test_safe_name_keeps_readable_unicode():
     assert safe_name("Shot 12: Neon rain") == "Shot_12_Neon_rain"
     assert safe_name("夜の街") == "夜の街"
     assert safe_name("नमस्ते") == "नमस्ते"  # combining marks survive
+    assert safe_name("Ночь — припев, дубль 2") == "Ночь_припев_дубль_2"
     composed = unicodedata.normalize("NFC", "Café")
     decomposed = unicodedata.normalize("NFD", "Café")
+    assert composed != decomposed
     assert safe_name(composed) == safe_name(decomposed) == composed
-    assert safe_name("Intro / verse 1") == safe_name("Intro / verse 1")
 
 
-@pytest.mark.parametrize("text", ["CON", "con", "Nul.txt", "lpt1", "COM9"])
-def test_safe_name_avoids_windows_device_names(text):
-    assert safe_name(text).split(".")[0].lower() not in {"con", "nul", "lpt1", "com9"}
+# A shot's takes live in the folder safe_name gives it: a name that changes between sessions,
+# processes or machines orphans every take already made. These are the names as released.
+STABLE_NAMES = {
+    "Intro / verse 1": "Intro_verse_1",
+    "x" * 300 + "a": "x" * 55 + "-f5e724b7",
+    "x" * 300 + "b": "x" * 55 + "-2cb994e1",
+    "Café au lait " * 8: "Café_au_lait_" * 4 + "Caf-de5aec47",
+}
+
+
+def test_safe_name_is_stable_across_processes_and_normal_forms():
+    for text, name in STABLE_NAMES.items():
+        assert safe_name(text) == name
+        assert safe_name(unicodedata.normalize("NFD", text)) == name  # as macOS hands file names back
+    code = ("import json, sys, unicodedata; from addon.media import safe_name; "
+            "print(json.dumps([safe_name(unicodedata.normalize(sys.argv[1], t)) for t in json.load(sys.stdin)]))")
+    for seed, form in (("1", "NFC"), ("2", "NFD")):  # another process, another str hash seed
+        run = subprocess.run([sys.executable, "-c", code, form], input=json.dumps(list(STABLE_NAMES)),
+                             capture_output=True, text=True, timeout=60, cwd=Path(media.__file__).parent.parent,
+                             env=dict(os.environ, PYTHONHASHSEED=seed), check=True)
+        assert json.loads(run.stdout) == list(STABLE_NAMES.values())
+
+
+@pytest.mark.parametrize("text, name", [("CON", "_CON"), ("con", "_con"), ("Nul.txt", "_Nul.txt"),
+                                        ("lpt1", "_lpt1"), ("COM9", "_COM9"), ("console", "console")])
+def test_safe_name_avoids_windows_device_names(text, name):
+    assert safe_name(text) == name
 
 
 def test_safe_name_cuts_long_names_but_keeps_them_distinct():
     a, b = safe_name("x" * 300 + "a"), safe_name("x" * 300 + "b")
-    assert len(a) <= 64 and len(b) <= 64
+    assert len(a) == len(b) == 64
     assert a != b
-    assert safe_name("x" * 300 + "a") == a
 
 
 # -- layout ----------------------------------------------------------------------------------------------------
@@ -68,7 +95,7 @@ def test_safe_name_cuts_long_names_but_keeps_them_distinct():
 
 def test_shot_dir_is_one_safe_subfolder(tmp_path):
     assert shot_dir(tmp_path, "Shot 1/chorus") == tmp_path / "Shot_1_chorus"
-    assert shot_dir(tmp_path, "..").parent == tmp_path
+    assert shot_dir(tmp_path, "..") == tmp_path / "untitled"
 
 
 def test_take_numbering_never_overwrites(tmp_path):
@@ -300,3 +327,25 @@ def test_move_tree_keeps_the_callers_spelling_of_paths(tmp_path):
     mapping = move_tree(alias, tmp_path / "dst")
     assert list(mapping) == [alias / "s" / "take_001.mp4"]
 
+
+
+def test_move_tree_is_all_or_nothing(tmp_path, monkeypatch):
+    """A file that cannot be moved (a full or read-only disk) puts back the ones moved before it."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for shot in ("A", "B"):
+        (src / shot).mkdir(parents=True)
+        (src / shot / "take_001.mp4").write_bytes(shot.encode())
+    real_move = media.move_file
+    calls = []
+
+    def second_fails(a, b):
+        calls.append(a)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_move(a, b)
+
+    monkeypatch.setattr(media, "move_file", second_fails)
+    with pytest.raises(OSError, match="No space"):
+        move_tree(src, dst)
+    assert _files(src) == {"A/take_001.mp4": b"A", "B/take_001.mp4": b"B"}
+    assert not dst.exists() or not any(p.is_file() for p in dst.rglob("*"))
