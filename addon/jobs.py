@@ -162,6 +162,7 @@ class _Task:
     remote_id: str | None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: bool = False
+    detached: bool = False  # stopped by shutdown: the remote job goes on
 
 
 class JobQueue:
@@ -268,13 +269,20 @@ class JobQueue:
         return applied
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> bool:
-        """Cancel everything and (with `wait`) join the worker threads; True when none is left running.
+        """Stop the workers and (with `wait`) join them; True when none is left running.
 
-        Called by the add-on's unregister: worker threads left running crash Blender.
+        Called by the add-on's unregister (Blender quitting, the add-on disabled): worker threads
+        left running crash Blender. Remote jobs are left to go on, not cancelled: jobs outlive the
+        session and are resumed from the saved file, so quitting never throws paid work away.
+        Local work in flight (a child process) is stopped; a job without a remote id starts over.
         """
         with self._lock:
             self._closed = True
-        self.cancel_all()
+            for task in self._tasks.values():
+                task.detached = not task.cancel_event.is_set()  # a cancel asked for before still cancels
+                task.cancel_event.set()
+            for pending in self._pending.values():
+                pending.clear()
         deadline = time.monotonic() + timeout
         with self._lock:
             threads = list(self._threads)
@@ -358,6 +366,8 @@ class JobQueue:
                     ctl.sleep(delay)
         except Exception as e:
             part.unlink(missing_ok=True)
+            if task.detached:
+                return
             if ctl.cancelled or isinstance(e, Cancelled):
                 # Services may fail in any way once cancelled (closed sockets ...): that is a cancel, not a failure.
                 self._cancel_remote(task)
