@@ -5,6 +5,9 @@ wave background whose colours and motion come from the seed. With one: a slow pa
 zoom across it (the first frame is the centred crop), the prompt as a small caption.
 Always: the shot name top left, and the frame code with the frame number bottom left.
 
+Text is drawn with a chain of fonts (`Fonts`): the child passes Blender's own UI fonts, so
+the animatic draws what the prompt field shows.
+
 Drawn in the animatic child process (blend/animatic_child.py), never in Blender's: Pillow holds
 the GIL while it draws, which would stall Blender's main thread.
 """
@@ -14,7 +17,9 @@ from __future__ import annotations
 import colorsys
 import math
 import random
+import unicodedata
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -25,29 +30,147 @@ from .services.base import Request
 _GRID = 36  # rows of the coarse background grid, upscaled to the frame (the waves are smooth)
 _MAX_ZOOM = 1.25
 _ZOOM_PER_SECOND = 0.05
+_PROBE_SIZE = 32  # pixels: whether a font has a glyph is decided once per character, at this size
+NOTDEF = "\U0010FFFF"  # a noncharacter: no font maps it, so it draws the font's .notdef glyph (a box)
+_MISSING = ("\N{REPLACEMENT CHARACTER}", "?")  # what a character no font has becomes, the first one drawable
+_ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 
 
-def _font(size: float) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=max(6, round(size)))
+def _invisible(char: str) -> bool:
+    """A combining mark, control or format character: nothing to see on its own."""
+    category = unicodedata.category(char)
+    return category[0] == "M" or category in ("Cc", "Cf")
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> list[str]:
+def glyph(font: ImageFont.FreeTypeFont, char: str) -> tuple:
+    """What `font` draws for `char`: the bitmap and the advance, comparable for equality."""
+    mask = font.getmask(char)
+    return mask.size, bytes(mask), font.getlength(char)
+
+
+class Fonts:
+    """A chain of font files: each character is drawn with the first one that has a glyph for it; Pillow's
+    built-in font (ASCII only) comes last. A file Pillow cannot read is skipped. `clean` makes sure no
+    .notdef box is drawn: with no usable file, text outside ASCII shows as ?, not as boxes."""
+
+    def __init__(self, paths: Sequence[str] = ()):
+        self._paths: list[str | None] = [*paths, None]  # None: Pillow's built-in font
+        self._probes: dict[int, tuple[ImageFont.FreeTypeFont, tuple] | None] = {}
+        self._choice: dict[str, int | None] = {}
+        self.primary = next(k for k in range(len(self._paths)) if self._probe(k))  # its metrics set the lines
+
+    def load(self, index: int, size: int) -> ImageFont.FreeTypeFont:
+        # BASIC layout: the same pixels whether or not this Pillow found libraqm and FriBiDi.
+        path = self._paths[index]
+        if path is None:
+            return ImageFont.load_default(size).font_variant(layout_engine=ImageFont.Layout.BASIC)
+        return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
+
+    def _probe(self, index: int) -> tuple[ImageFont.FreeTypeFont, tuple] | None:
+        """Font `index` at the probe size and its .notdef glyph; None if it cannot be read."""
+        if index not in self._probes:
+            try:
+                font = self.load(index, _PROBE_SIZE)
+                self._probes[index] = font, glyph(font, NOTDEF)
+            except OSError:  # missing, damaged, or a format this FreeType lacks (WOFF2 needs Brotli)
+                self._probes[index] = None
+        return self._probes[index]
+
+    def _has_glyph(self, index: int, char: str) -> bool:
+        probe = self._probe(index)
+        return probe is not None and glyph(probe[0], char) != probe[1]
+
+    def font_index(self, char: str) -> int | None:
+        """The first font in the chain with a glyph for `char`, or None."""
+        if char not in self._choice:
+            self._choice[char] = next((k for k in range(len(self._paths)) if self._has_glyph(k, char)), None)
+        return self._choice[char]
+
+    def clean(self, text: str) -> str:
+        """`text` ready to draw: composed (NFC: a letter and its accent become the one glyph fonts have),
+        a character no font has replaced by U+FFFD (or ?), an unknown mark, control or format character
+        (variation selector, zero-width joiner) dropped. Whitespace is kept for the caller to split on."""
+        missing = next(c for c in _MISSING if self.font_index(c) is not None)
+        kept = []
+        for char in unicodedata.normalize("NFC", text):
+            if char.isspace() or self.font_index(char) is not None:
+                kept.append(char)
+            elif not _invisible(char):
+                kept.append(missing)
+        return "".join(kept)
+
+    def at(self, size: float) -> Face:
+        return Face(self, max(6, round(size)))
+
+
+class Face:
+    """The chain at one size: measures and draws text in runs, each run in the font that has its glyphs.
+    Fonts are loaded on first use (most text needs only the primary one)."""
+
+    def __init__(self, fonts: Fonts, size: int):
+        self._fonts = fonts
+        self._size = size
+        self._loaded: dict[int, ImageFont.FreeTypeFont] = {}
+        self.primary = self._font(fonts.primary)
+        self.ascent = self.primary.getmetrics()[0]
+        self.line_height = self.primary.getbbox("Ag")[3] * 1.2
+
+    def _font(self, index: int) -> ImageFont.FreeTypeFont:
+        if index not in self._loaded:
+            self._loaded[index] = self._fonts.load(index, self._size)
+        return self._loaded[index]
+
+    def runs(self, text: str) -> list[tuple[ImageFont.FreeTypeFont, str]]:
+        """`text` cut where the font changes; a character no font has goes with the primary font."""
+        runs: list[tuple[int, str]] = []
+        for char in text:
+            index = self._fonts.font_index(char)
+            index = self._fonts.primary if index is None else index
+            if runs and runs[-1][0] == index:
+                runs[-1] = (index, runs[-1][1] + char)
+            else:
+                runs.append((index, char))
+        return [(self._font(index), run) for index, run in runs]
+
+    def getlength(self, text: str) -> float:
+        return sum(font.getlength(run) for font, run in self.runs(text))
+
+    def draw(self, pen: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, **style) -> None:
+        """Draw `text` with its top (the primary font's ascender) at xy, as Pillow's default anchor does."""
+        x, baseline = xy[0], xy[1] + self.ascent  # runs of other fonts share the baseline, not the ascender
+        for font, run in self.runs(text):
+            pen.text((x, baseline), run, font=font, anchor="ls", **style)
+            x += font.getlength(run)
+
+
+def _cut(text: str, face: Face, width: float) -> int:
+    """The length of the longest start of `text` that fits `width` pixels. Combining marks advance by
+    nothing, so the longest start keeps a letter's marks with it."""
+    low, high = 0, len(text)
+    while low < high:  # binary search: a long word without spaces costs log n measures, not n
+        middle = (low + high + 1) // 2
+        if face.getlength(text[:middle]) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _wrap(text: str, face: Face, width: float) -> list[str]:
     """Greedy word wrap to `width` pixels; words longer than a line are cut."""
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         line = ""
         for word in paragraph.split():
-            while font.getlength(word) > width and len(word) > 1:
-                cut = len(word) - 1
-                while cut > 1 and font.getlength(word[:cut]) > width:
-                    cut -= 1
+            while face.getlength(word) > width and len(word) > 1:
+                cut = max(1, _cut(word, face, width))
                 if line:
                     lines.append(line)
                     line = ""
                 lines.append(word[:cut])
                 word = word[cut:]
             candidate = f"{line} {word}" if line else word
-            if font.getlength(candidate) <= width:
+            if face.getlength(candidate) <= width:
                 line = candidate
             else:
                 lines.append(line)
@@ -56,31 +179,26 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: 
     return lines
 
 
-def _truncate(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> str:
-    if font.getlength(text) <= width:
+def _truncate(text: str, face: Face, width: float) -> str:
+    if face.getlength(text) <= width:
         return text
-    while text and font.getlength(text + "…") > width:
-        text = text[:-1]
-    return text.rstrip() + "…"
+    return text[:_cut(text, face, width - face.getlength(_ELLIPSIS))].rstrip() + _ELLIPSIS
 
 
-def _fit_text(text: str, size: float, box: tuple[float, float],
-              max_lines: int = 0) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, list[str], float]:
-    """The largest font up to `size` whose wrapped text fits `box` (w, h); lines past the box are cut.
-
-    Returns the font, the lines and the line height."""
+def _fit_text(text: str, fonts: Fonts, size: float, box: tuple[float, float],
+              max_lines: int = 0) -> tuple[Face, list[str]]:
+    """The largest face up to `size` whose wrapped text fits `box` (w, h); lines past the box are cut."""
     width, height = box
     while True:
-        font = _font(size)
-        lines = _wrap(text, font, width)
-        line_height = font.getbbox("Ag")[3] * 1.2
-        fits = len(lines) * line_height <= height and (not max_lines or len(lines) <= max_lines)
+        face = fonts.at(size)
+        lines = _wrap(text, face, width)
+        fits = len(lines) * face.line_height <= height and (not max_lines or len(lines) <= max_lines)
         if fits or size <= 6:
-            keep = max(1, min(len(lines), int(height // line_height), max_lines or len(lines)))
+            keep = max(1, min(len(lines), int(height // face.line_height), max_lines or len(lines)))
             if keep < len(lines):
                 lines = lines[:keep]
-                lines[-1] = _truncate(lines[-1] + "…", font, width)
-            return font, lines, line_height
+                lines[-1] = _truncate(lines[-1] + _ELLIPSIS, face, width)
+            return face, lines
         size *= 0.9
 
 
@@ -91,8 +209,10 @@ def _colour(hue: float, lightness: float, saturation: float) -> np.ndarray:
 class Animatic:
     """Draws the frames of one request. Construct once, then call `frame(i)` for i in 0..frames-1."""
 
-    def __init__(self, request: Request):
+    def __init__(self, request: Request, font_files: Sequence[str] = ()):
+        """`font_files`: the fonts to draw text with, in order of preference (see `Fonts`)."""
         self.request = request
+        self.fonts = Fonts(font_files)
         self.width, self.height = request.width, request.height
         self.fps = float(request.fps)
         self.short = min(self.width, self.height)
@@ -106,7 +226,7 @@ class Animatic:
         self._reference = self._load_reference(request.reference_image) if request.reference_image else None
         self._pan_end = (rng.random(), rng.random())
         self._stroke = max(1, round(self.short / 120))
-        self._label_font = _font(self.short / 14)
+        self._label_font = self.fonts.at(self.short / 14).primary  # digits only
         self._label_xy, self._label_anchor, text_bottom = self._place_label()
         self._overlay = self._draw_overlay(text_bottom)
 
@@ -131,26 +251,24 @@ class Animatic:
         overlay = Image.new("RGBA", (self.width, self.height), (0, 0, 0, 0))
         pen = ImageDraw.Draw(overlay)
         margin = 0.04 * self.short
-        stroke = self._stroke
-        name_font = _font(self.short / 11)
-        name = _truncate(self.request.shot_name, name_font, self.width - 2 * margin)
-        pen.text((margin, margin), name, font=name_font, fill="white", stroke_width=stroke, stroke_fill="black")
-        top = margin + name_font.getbbox("Ag")[3] * 1.2 + margin / 2
-        prompt = self.request.prompt.strip()
+        style = {"fill": "white", "stroke_width": self._stroke, "stroke_fill": "black"}
+        name_face = self.fonts.at(self.short / 11)
+        name = _truncate(self.fonts.clean(" ".join(self.request.shot_name.split())), name_face,
+                         self.width - 2 * margin)
+        name_face.draw(pen, (margin, margin), name, **style)
+        top = margin + name_face.line_height + margin / 2
+        prompt = self.fonts.clean(self.request.prompt).strip()
         if not prompt or bottom <= top:
             return overlay
         if self._reference is not None:  # a small caption under the name, the picture stays visible
-            font, lines, line_height = _fit_text(prompt, self.short / 18, (self.width - 2 * margin, bottom - top), 2)
+            face, lines = _fit_text(prompt, self.fonts, self.short / 18, (self.width - 2 * margin, bottom - top), 2)
             for k, line in enumerate(lines):
-                pen.text((margin, top + k * line_height), line, font=font, fill="white", stroke_width=stroke,
-                         stroke_fill="black")
+                face.draw(pen, (margin, top + k * face.line_height), line, **style)
             return overlay
-        font, lines, line_height = _fit_text(prompt, self.short / 9, (self.width * 0.86, bottom - top))
-        y = (top + bottom - len(lines) * line_height) / 2
+        face, lines = _fit_text(prompt, self.fonts, self.short / 9, (self.width * 0.86, bottom - top))
+        y = (top + bottom - len(lines) * face.line_height) / 2
         for k, line in enumerate(lines):
-            x = (self.width - font.getlength(line)) / 2
-            pen.text((x, y + k * line_height), line, font=font, fill="white", stroke_width=stroke,
-                     stroke_fill="black")
+            face.draw(pen, ((self.width - face.getlength(line)) / 2, y + k * face.line_height), line, **style)
         return overlay
 
     def _background(self, seconds: float) -> Image.Image:

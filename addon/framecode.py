@@ -1,8 +1,10 @@
 """A machine-readable frame index burned into the bottom-left corner of a picture.
 
-The code is a 3 x 12 grid of black and white cells on a black plate. Its geometry is a
+The code is a 4 x 9 grid of black and white cells on a black plate. Its geometry is a
 fraction of the picture's short side, so a copy scaled to any size with the same aspect
-reads the same. The four grid corners are reference cells (white, black / black, white)
+reads the same. It is kept small (3% of a 16:9 picture) yet a cell is still about 3 pixels
+at 160x90, the smallest picture it must read in after H.264 and scaling (reading fails
+at about 1.5 pixels). The four grid corners are reference cells (white, black / black, white)
 that set the threshold; the other 32 cells carry 16 index bits and a 16-bit CRC, whitened
 by a fixed mask. Each cell is read as the mean of its central part, so compression and
 resampling at the edges do not matter. A cell too close to the threshold, weak references
@@ -16,10 +18,10 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROWS, COLS = 3, 12
-CELL = 0.065  # cell side, as a fraction of the picture's short side
+ROWS, COLS = 4, 9  # a compact block in the corner rather than a strip along the bottom
+CELL = 0.035  # cell side, as a fraction of the picture's short side
 MARGIN = 0.035  # plate's distance from the left and bottom edges
-PAD = 0.5  # black plate around the grid, in cells
+PAD = 0.25  # black plate around the grid, in cells: keeps the background's detail off the outer cells
 MAX_INDEX = 0xFFFF
 
 _REFS = {(0, 0): True, (0, COLS - 1): False, (ROWS - 1, 0): False, (ROWS - 1, COLS - 1): True}

@@ -1,26 +1,27 @@
-"""The local animatic service: exact files, readable frame codes, determinism, cancel, failures,
-and all per-frame drawing in the child process."""
+"""The local animatic service: exact files, readable frame codes, text in any script, determinism,
+cancel, failures, and all per-frame drawing in the child process."""
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import sys
 import tempfile
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
+import bpy
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-bpy = pytest.importorskip("bpy")
-
-from shotline.addon import encode, framecode  # noqa: E402
-from shotline.addon.animatic import Animatic  # noqa: E402
-from shotline.addon.services.animatic import AnimaticService  # noqa: E402
-from shotline.addon.services.base import Cancelled, JobControl, Request, ServiceError  # noqa: E402
+from shotline.addon import encode, framecode
+from shotline.addon.animatic import NOTDEF, Animatic, Fonts, _truncate, _wrap, glyph
+from shotline.addon.services.animatic import AnimaticService
+from shotline.addon.services.base import Cancelled, JobControl, Request, ServiceError
 
 # (fps, frames, width, height, with a reference image)
 CLIPS = [
@@ -29,7 +30,25 @@ CLIPS = [
     (Fraction(30), 30, 320, 180, False),
     (Fraction(24000, 1001), 37, 160, 90, False),
     (Fraction(30000, 1001), 31, 90, 160, False),
+    (Fraction(50), 12, 1920, 1080, False),
 ]
+
+
+# A director's text: Azerbaijani, Russian, Greek and typographic punctuation.
+WORLD_TEXT = {"shot_name": "Qəmgin mahnı — «Ελπίδα»",
+              "prompt": "Певица идёт по ночному городу… “Qəmgin mahnı” — Ελπίδα στον δρόμο, şğçöü"}
+# One script each: within one, no two characters may be drawn alike (across scripts о and ο may).
+SCRIPTS = {"Azerbaijani": "Qəmgin mahnı şğçöü", "Russian": "Певица идёт по ночному городу",
+           "Greek": "Ελπίδα στον δρόμο", "punctuation": "— « » “ ” … ,"}
+
+
+@pytest.fixture(scope="module")
+def blender_fonts() -> list[str]:
+    """The fonts the animatic child draws with, found as the child finds them."""
+    spec = importlib.util.spec_from_file_location("animatic_child", encode.CHILD_SCRIPT)
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    return child.blender_fonts()
 
 
 @pytest.fixture(autouse=True)
@@ -51,9 +70,11 @@ def make_reference(path: Path) -> Path:
     return path
 
 
-def request_for(fps: Fraction, frames: int, width: int, height: int, reference: str = "", seed: int = 3) -> Request:
-    return Request(shot_name=f"sh{frames:03d}", prompt="A neon rider crosses the bridge of the far future",
-                   frames=frames, fps=fps, width=width, height=height, seed=seed, reference_image=reference)
+def request_for(fps: Fraction, frames: int, width: int, height: int, reference: str = "", seed: int = 3,
+                **text: str) -> Request:
+    """`text`: shot_name and prompt, if not the default ones."""
+    text = {"shot_name": f"sh{frames:03d}", "prompt": "A neon rider crosses the bridge of the far future", **text}
+    return Request(**text, frames=frames, fps=fps, width=width, height=height, seed=seed, reference_image=reference)
 
 
 def mp4_timing(path: Path) -> tuple[Fraction, int, int, int]:
@@ -88,7 +109,8 @@ def mp4_timing(path: Path) -> tuple[Fraction, int, int, int]:
 
 
 def decode_indices(path: Path, frames: int, width: int, height: int, folder: Path) -> list[int | None]:
-    """Render every frame of the clip through Blender's sequencer and read the frame code of each."""
+    """Render every frame of the clip through Blender's sequencer, scaled to fit width x height, and
+    read the frame code of each."""
     scene = bpy.data.scenes.new("decode")
     try:
         render = scene.render
@@ -99,7 +121,7 @@ def decode_indices(path: Path, frames: int, width: int, height: int, folder: Pat
         render.filepath = str(folder / "f_######")
         editor = scene.sequence_editor_create()
         strips = editor.strips if hasattr(editor, "strips") else editor.sequences
-        strips.new_movie("clip", str(path), 1, 1)
+        strips.new_movie("clip", str(path), 1, 1, fit_method='FIT')
         with bpy.context.temp_override(scene=scene):
             bpy.ops.render.render(animation=True, scene=scene.name)
     finally:
@@ -153,10 +175,18 @@ def test_every_frame_carries_its_index(clips, fps, tmp_path):
     assert indices == list(range(request.frames))
 
 
-def test_decoded_frames_look_like_the_drawn_ones(clips, tmp_path):
+@pytest.mark.parametrize("fps,shown_size", [(Fraction(30), (160, 90)), (Fraction(50), (320, 180)),
+                                             (Fraction(50), (160, 90))], ids=str)
+def test_frame_code_reads_when_the_sequencer_scales_the_clip_down(clips, fps, shown_size, tmp_path):
+    """The small code after H.264 and the sequencer's scaling, down to a 160x90 render."""
+    request, result, _ = clips[fps]
+    assert decode_indices(result.path, request.frames, *shown_size, tmp_path) == list(range(request.frames))
+
+
+def test_decoded_frames_look_like_the_drawn_ones(clips, tmp_path, blender_fonts):
     request, result, _ = clips[Fraction(30)]
     decode_indices(result.path, request.frames, request.width, request.height, tmp_path)
-    painter = Animatic(request)
+    painter = Animatic(request, blender_fonts)
     for index in (0, 17, request.frames - 1):
         shown = np.asarray(Image.open(tmp_path / f"f_{index + 1:06d}.png").convert("RGB"), dtype=np.float32)
         drawn = np.asarray(painter.frame(index), dtype=np.float32)
@@ -181,12 +211,13 @@ def test_reference_clip_pans_across_the_reference(clips, tmp_path):
     assert np.abs(last[band] - first[band]).mean() > 10.0  # it moved
 
 
-def test_same_seed_same_frames_other_seed_other_frames(tmp_path):
+@pytest.mark.parametrize("text", [{}, WORLD_TEXT], ids=["latin", "world"])
+def test_same_seed_same_frames_other_seed_other_frames(tmp_path, blender_fonts, text):
     reference = str(make_reference(tmp_path / "reference.png"))
     for ref in ("", reference):
-        base = request_for(Fraction(24), 48, 320, 180, ref, seed=11)
-        one, two = Animatic(base), Animatic(base)
-        other = Animatic(request_for(Fraction(24), 48, 320, 180, ref, seed=12))
+        base = request_for(Fraction(24), 48, 320, 180, ref, seed=11, **text)
+        one, two = Animatic(base, blender_fonts), Animatic(base, blender_fonts)
+        other = Animatic(request_for(Fraction(24), 48, 320, 180, ref, seed=12, **text), blender_fonts)
         for index in (0, 23, 47):
             frame = np.asarray(one.frame(index))
             assert np.array_equal(frame, np.asarray(two.frame(index)))
@@ -194,6 +225,75 @@ def test_same_seed_same_frames_other_seed_other_frames(tmp_path):
                 assert not np.array_equal(frame, np.asarray(other.frame(index)))
             assert framecode.read(frame) == index
         assert not np.array_equal(np.asarray(one.frame(0)), np.asarray(one.frame(47)))  # it moves
+
+
+def test_the_child_draws_any_script_with_blender_fonts(tmp_path, blender_fonts):
+    """Through the service and the real child: the shot name and prompt in the decoded clip are the
+    text drawn with Blender's fonts (every character a real glyph), not Pillow's built-in ASCII font."""
+    request = request_for(Fraction(24), 2, 640, 360, **WORLD_TEXT)
+    service = AnimaticService(staging_root=tmp_path)
+    ctl = JobControl()
+    result = service.fetch(service.submit(request, ctl), tmp_path / "clip.mp4", ctl)
+    assert decode_indices(result.path, request.frames, request.width, request.height, tmp_path) == [0, 1]
+    shown = np.asarray(Image.open(tmp_path / "f_000001.png").convert("RGB"), dtype=np.float32)
+
+    painter = Animatic(request, blender_fonts)
+    for text in WORLD_TEXT.values():
+        for font, run in painter.fonts.at(40).runs(painter.fonts.clean(text)):
+            for char in set(run) - {" "}:
+                assert glyph(font, char) != glyph(font, NOTDEF), char
+    drawn = np.asarray(painter.frame(0), dtype=np.float32)
+    latin_only = np.asarray(Animatic(request).frame(0), dtype=np.float32)
+    text_area = np.abs(drawn - latin_only).max(axis=2) > 0  # where the fonts make a difference
+    assert text_area.mean() > 0.05
+    near = np.abs(shown - drawn)[text_area].mean()
+    far = np.abs(shown - latin_only)[text_area].mean()
+    assert near < 10.0 and far > 3 * near, (near, far)
+
+
+def test_blender_fonts_give_each_character_a_glyph_of_its_own(blender_fonts):
+    """The fonts Blender ships (WOFF2, read by the FreeType in Pillow's wheels) draw every character
+    of these scripts with a real glyph: not its font's .notdef box, and within a script no two alike
+    (boxes would all be the same)."""
+    assert Path(blender_fonts[0]).name == "Inter.woff2"
+    assert not [path for path in blender_fonts if "lastresort" in path.lower()]
+    fonts = Fonts(blender_fonts)
+    assert fonts.primary == 0  # Inter was read
+    face = fonts.at(40)
+    for script, text in SCRIPTS.items():
+        glyphs = {}
+        for char in set(text) - {" "}:
+            [(font, run)] = face.runs(char)
+            glyphs[char] = glyph(font, char)
+            assert glyphs[char] != glyph(font, NOTDEF), (script, char)
+        assert len(set(glyphs.values())) == len(glyphs), script
+
+
+def test_text_is_composed_and_never_drawn_as_boxes(tmp_path, blender_fonts):
+    fonts = Fonts(blender_fonts)
+    assert fonts.clean("Qe\u0301\u0259") == "Q\u00e9\u0259"  # a letter and its accent: the composed glyph
+    assert fonts.clean("a\U000E0001\u0378b") == "a\ufffdb"  # a stray tag character dropped, an unassigned one shown
+    # No usable font (missing, or unreadable): Pillow's built-in font, which has ASCII only. A character
+    # it lacks becomes ?, a mark or format character it lacks is dropped.
+    broken = tmp_path / "Inter.woff2"
+    broken.write_bytes(b"not a font")
+    fallback = Fonts([str(broken), str(tmp_path / "missing.ttf")])
+    assert fallback.primary == 2  # the built-in font
+    assert fallback.clean("Qəmgin — Певица e\u0301 \u2764\ufe0f") == "Q?mgin ? ?????? ? ?"
+    painter = Animatic(request_for(Fraction(24), 1, 320, 180, **WORLD_TEXT), [str(broken)])
+    assert framecode.read(painter.frame(0)) == 0
+
+
+@pytest.mark.parametrize("word", ["Qəmginmahnıgecəyarısışğçöü" * 3, "Певицаидётпоночномугороду" * 3,
+                                  "Ελπίδαστονδρόμο" * 4, "q\u0307\u04d9\u0304" * 30, "東京の夜" * 20])
+def test_long_words_without_spaces_wrap_and_truncate_within_the_width(blender_fonts, word):
+    face = Fonts(blender_fonts).at(30)
+    lines = _wrap(word, face, 150)
+    assert len(lines) > 2 and "".join(lines) == word
+    assert all(face.getlength(line) <= 150 for line in lines)
+    assert not [line for line in lines if unicodedata.category(line[0]).startswith("M")]  # marks stay with a letter
+    short = _truncate(word, face, 150)
+    assert short.endswith("…") and word.startswith(short[:-1]) and face.getlength(short) <= 150
 
 
 def test_service_description():

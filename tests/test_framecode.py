@@ -87,10 +87,11 @@ def test_garbage_reads_none():
     ]
     candidates += [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(200)]
     candidates += [np.asarray(busy_background(160, 90, seed=s)) for s in range(200)]
-    # Random black and white blocks of about the code's cell size: the hardest kind of noise.
+    # Random black and white blocks of the code's cell size: the hardest kind of noise.
+    side = round(framecode.CELL * 90)
     for _ in range(500):
-        blocks = rng.integers(0, 2, (16, 28, 1), dtype=np.uint8) * 255
-        candidates.append(np.repeat(np.repeat(blocks, 6, 0), 6, 1)[:90, :160].repeat(3, 2))
+        blocks = rng.integers(0, 2, (90 // side + 1, 160 // side + 1, 1), dtype=np.uint8) * 255
+        candidates.append(np.repeat(np.repeat(blocks, side, 0), side, 1)[:90, :160].repeat(3, 2))
     assert [framecode.read(c) for c in candidates].count(None) == len(candidates)
 
 
@@ -109,6 +110,14 @@ def test_damaged_code_reads_none():
         assert framecode.read(flipped) is None, ("flipped", row, col)
         pixels[y0:y1, x0:x1] = 128
         assert framecode.read(pixels) is None, ("grey", row, col)
+
+
+def test_plate_is_small():
+    """An unobtrusive corner mark: about 3% of a 16:9 picture, under a fifth of its width."""
+    for size in [(160, 90), (320, 180), (1920, 1080)]:
+        left, top, right, bottom = framecode.plate_box(*size)
+        assert (right - left) * (bottom - top) <= 0.031 * size[0] * size[1], size
+        assert right - left <= 0.19 * size[0], size
 
 
 def test_plate_box_covers_the_code():

@@ -45,6 +45,22 @@ def frame_name(index: int) -> str:
     return f"{index:06d}.jpg"
 
 
+def blender_fonts() -> list[str]:
+    """The font files Blender's UI draws with, so the animatic draws any text the prompt field shows:
+    Inter (Latin, Cyrillic, Greek, punctuation) first, the Noto fonts for other scripts next, the
+    monospace font last. LastResort is left out: its glyphs are boxes. Empty if Blender has none
+    (the core then falls back to Pillow's built-in ASCII font)."""
+    import bpy
+
+    folder = bpy.utils.system_resource('DATAFILES', path="fonts")  # "" when missing
+    if not folder:
+        return []
+    rank = {"Inter.woff2": 0, "DejaVuSansMono.woff2": 2}
+    names = [name for name in os.listdir(folder)
+             if name.endswith((".woff2", ".ttf", ".otf")) and not name.lower().startswith("lastresort")]
+    return [os.path.join(folder, name) for name in sorted(names, key=lambda name: (rank.get(name, 1), name))]
+
+
 def draw(request_file: str, frames_dir: str):
     """Draw every frame of the request into `frames_dir`; returns the request."""
     from addon import animatic  # the pure core, found through --path
@@ -53,8 +69,9 @@ def draw(request_file: str, frames_dir: str):
     with open(request_file, encoding="utf-8") as file:
         fields = json.load(file)
     request = Request(**dict(fields, fps=Fraction(fields["fps"])))
+    fonts = blender_fonts()
     try:
-        painter = animatic.Animatic(request)
+        painter = animatic.Animatic(request, fonts)
     except OSError as ex:
         raise RuntimeError(f"Cannot read the reference image {os.path.basename(request.reference_image)}: "
                            f"{ex}") from None
