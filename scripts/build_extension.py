@@ -3,11 +3,12 @@
 The Pillow wheels the animatic service needs are downloaded from PyPI for Blender 4.5
 (Python 3.11) and 5.x (Python 3.13) and listed in the staged manifest; the repository's
 manifest stays wheel-free so the checkout itself loads as an add-on in tests.
-Run through `scripts/build_extension`; zips go to dist/.
+Run through `scripts/build_extension`; zips go to dist/ (or the folder given with --output DIR).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -60,8 +61,13 @@ def stage(stage_dir: Path) -> None:
     manifest.write_text(text, encoding="utf-8")
 
 
-def main() -> int:
-    dist = ROOT / "dist"
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the installable extension zips, one per platform.")
+    parser.add_argument("--output", metavar="DIR", type=Path, default=ROOT / "dist",
+                        help="folder the zips are written to (default: dist/ in the checkout)")
+    args = parser.parse_args(argv)
+    dist = args.output.resolve()
+    dist.mkdir(parents=True, exist_ok=True)
     stage_dir = dist / "stage"
     shutil.rmtree(stage_dir, ignore_errors=True)
     stage(stage_dir)
