@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Callable
@@ -35,6 +36,9 @@ _GRACE = 2.0  # seconds a terminated child gets before it is killed
 _TAIL = 8  # child output lines quoted in an error
 # The child is background work: Blender's UI gets the CPU first (Windows; elsewhere the child lowers itself).
 _BELOW_NORMAL = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)
+
+SCRATCH_PREFIX = "shotline-child-"
+_STALE = 24 * 3600  # seconds: a scratch folder this old belongs to a Blender that was killed
 
 _prefix: list[str] | None = None
 
@@ -72,7 +76,7 @@ def make_clip(request: Request, output: Path, ctl: JobControl,
     # Blender keeps a session folder under TMPDIR; the child leaves with os._exit, so give it one we remove.
     # Its user folder goes there too (the user's preferences and add-ons have no business in the child),
     # and so do the request and the drawn frames.
-    scratch = Path(tempfile.mkdtemp(prefix="shotline-child-"))
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     env = dict(os.environ, TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch),
                BLENDER_USER_RESOURCES=str(scratch))
     try:
@@ -89,6 +93,21 @@ def make_clip(request: Request, output: Path, ctl: JobControl,
     finally:
         partial.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def remove_stale_scratch(now: float | None = None) -> int:
+    """Remove the scratch folders (drawn frames: gigabytes for long HD shots) that a killed Blender
+    left in the temporary folder; a day old at least, so another running Blender's are kept."""
+    now = time.time() if now is None else now
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(SCRATCH_PREFIX + "*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > _STALE:
+                shutil.rmtree(folder)
+                removed += 1
+        except OSError:
+            pass  # in use or not ours to remove: left alone
+    return removed
 
 
 def _request_fields(request: Request) -> dict:

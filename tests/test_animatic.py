@@ -4,6 +4,8 @@ cancel, failures, and all per-frame drawing in the child process."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -480,3 +482,17 @@ def test_configure_for_blender(monkeypatch):
     prefix = encode.command_prefix()
     assert prefix[0] == "/opt/blender/blender" and "-b" in prefix and "--factory-startup" in prefix
     assert prefix[prefix.index("--python") + 1] == encode.CHILD_SCRIPT and prefix[-1] == "--"
+
+
+def test_scratch_folders_a_killed_blender_left_are_removed():
+    stale = Path(tempfile.mkdtemp(prefix=encode.SCRATCH_PREFIX))
+    (stale / "frames").mkdir()
+    (stale / "frames" / "000000.jpg").write_bytes(b"frame")
+    fresh = Path(tempfile.mkdtemp(prefix=encode.SCRATCH_PREFIX))
+    day_ago = time.time() - 25 * 3600
+    os.utime(stale, (day_ago, day_ago))
+    try:
+        assert encode.remove_stale_scratch() >= 1
+        assert not stale.exists() and fresh.is_dir()
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)

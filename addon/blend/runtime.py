@@ -14,7 +14,7 @@ from collections import deque
 import bpy
 from bpy.app.handlers import persistent
 
-from .. import jobs, media, timing
+from .. import encode, jobs, media, timing
 from ..services import registry
 from ..services.base import ServiceError
 from . import compat, identity, mediafolder, placement, shots
@@ -308,6 +308,7 @@ _HANDLERS = (("save_pre", _save_pre), ("save_post", _save_post), ("save_post_fai
 
 
 def register():
+    encode.remove_stale_scratch()
     for name, fn in _HANDLERS:
         getattr(bpy.app.handlers, name).append(fn)
 
