@@ -7,7 +7,6 @@ id is resumed when the file is opened again, never submitted twice.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from fractions import Fraction
@@ -18,7 +17,7 @@ import pytest
 
 from shotline.addon.blend import compat, mediafolder, runtime, shots
 from shotline.addon.services import animatic, registry
-from vse import add_shot, generate, select, op, set_fps
+from vse import add_shot, generate, op, select, set_fps, unwritable
 
 
 @pytest.fixture
@@ -26,16 +25,6 @@ def small(scene):
     set_fps(scene, Fraction(30000, 1001))
     scene.render.resolution_x, scene.render.resolution_y = 64, 36
     return scene
-
-
-def _unwritable(tmp_path) -> Path:
-    """A folder nothing can be written into (as root, chmod does not stop writes: /sys does)."""
-    if os.geteuid() == 0:
-        return Path("/sys/shotline-readonly")
-    folder = tmp_path / "readonly"
-    folder.mkdir()
-    folder.chmod(0o555)
-    return folder
 
 
 def _take_paths(scene, shot):
@@ -62,7 +51,7 @@ def test_a_first_save_that_fails_moves_and_relinks_nothing(small, tmp_path, capf
     generate(small, [shot])
     before = _take_paths(small, shot)
     with pytest.raises(RuntimeError, match="Cannot open file"):
-        bpy.ops.wm.save_as_mainfile(filepath=str(_unwritable(tmp_path) / "project.blend"))
+        bpy.ops.wm.save_as_mainfile(filepath=str(unwritable(tmp_path) / "project.blend"))
     assert _take_paths(small, shot) == before
     assert Path(before[0]).is_file() and not bpy.data.filepath
     assert "Traceback" not in capfd.readouterr().err
@@ -76,7 +65,7 @@ def test_a_save_blender_fails_to_write_puts_the_moved_takes_back(small, tmp_path
     media = tmp_path / "media"
     small.shotline.media_folder = str(media)
     with pytest.raises(RuntimeError, match="Cannot open file"):
-        bpy.ops.wm.save_as_mainfile(filepath=str(_unwritable(tmp_path) / "project.blend"))
+        bpy.ops.wm.save_as_mainfile(filepath=str(unwritable(tmp_path) / "project.blend"))
     assert _take_paths(small, shot) == before
     assert Path(before[0]).is_file()
     assert not media.exists() or not any(p.is_file() for p in media.rglob("*"))
@@ -148,3 +137,15 @@ def test_a_saved_job_is_resumed_on_open_and_never_submitted_again(small, tmp_pat
     assert _Gated.submissions == 1
     assert Path(bpy.path.abspath(shots.take_strip(scene, shot).filepath)).is_file()
     assert compat.span(shots.take_strip(scene, shot)) == compat.span(shot)
+
+
+def test_a_media_folder_takes_cannot_be_written_into_is_refused_before_generating(small, tmp_path):
+    shot = add_shot(small, "shot", 1, 30)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "film.blend"))
+    small.shotline.media_folder = str(unwritable(tmp_path) / "takes")
+    jobs_before = len(runtime.queue().jobs)
+    select(small, [shot])
+    with pytest.raises(RuntimeError, match="Cannot write takes into"):
+        op(small, "shotline_generate")
+    assert len(runtime.queue().jobs) == jobs_before
+    assert shot.shotline.status == 'FAILED' and "Cannot write takes into" in shot.shotline.status_message

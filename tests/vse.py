@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -68,6 +69,16 @@ def add_shot(scene, name: str, left: int, length: int, channel: int = 1, fit: st
     strip.shotline.prompt = f"{name} prompt"
     strip.shotline.fit = fit
     return strip
+
+
+def unwritable(tmp_path: Path) -> Path:
+    """A folder nothing can be written into (as root, chmod does not stop writes: /sys does)."""
+    if os.geteuid() == 0:
+        return Path("/sys/shotline-readonly")
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
 
 
 def select(scene, chosen) -> None:

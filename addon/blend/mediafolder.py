@@ -33,6 +33,16 @@ def root(scene) -> Path:
     return _folder_for(bpy.data.filepath, scene)
 
 
+def check_writable(folder: Path) -> None:
+    """Raise ValueError now if takes cannot be written into `folder` (made here when missing)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"Cannot write takes into {folder}: {err.strerror or err}") from None
+
+
 def blend_path(path) -> str:
     """How to store `path` in the .blend: relative to it when it is saved, else absolute."""
     path = os.path.abspath(path)

@@ -86,6 +86,7 @@ def submit(scene, shot_strips) -> tuple[int, list[str]]:
             placement.check_room(scene, shot)
             dest = media.next_take_path(mediafolder.root(scene), shot.name,
                                         reserved=[j.dest for j in queue().active()])
+            mediafolder.check_writable(dest.parent)
         except (ValueError, KeyError, OSError, ServiceError, placement.PlacementError) as err:
             props.status, props.status_message = 'FAILED', str(err).strip("'\"")
             problems.append(f"{shot.name}: {props.status_message}")

@@ -66,9 +66,13 @@ class AnimaticService(Service):
         job = self._job(remote_id)
         try:
             meta = json.loads((job / _META).read_text(encoding="utf-8"))
-            shutil.move(job / _CLIP, dest)
         except (OSError, ValueError) as ex:
-            raise ServiceError(f"Cannot collect the animatic clip: {ex}") from None
+            raise ServiceError(f"Cannot read the animatic clip's details: {ex}") from None
+        try:
+            shutil.move(job / _CLIP, dest)
+        except OSError as ex:  # a full or read-only disk: the job has failed, its staging goes
+            shutil.rmtree(job, ignore_errors=True)
+            raise ServiceError(f"Cannot write the take into {Path(dest).parent}: {ex.strerror or ex}") from None
         shutil.rmtree(job, ignore_errors=True)
         return Result(Path(dest), Fraction(meta["fps"]), meta["frames"], meta["width"], meta["height"])
 
