@@ -436,13 +436,10 @@ def step_reopen(state):
             "codes": frame_codes(sc, TEXT_SHOT, (0, 45), state["work"])}
 
 
-def step_crash_mid_job(state):
-    """Add a long shot, generate it, save while it is being generated, and die (Blender crashing)."""
-    sc = scene()
-    sc.frame_current = 700
+def start_long_job(sc):
+    """Add Shot with a long prompt at the playhead, Generate it, and pump until it is being drawn."""
     added = sorted(op(sc, "shotline_add_shot", prompt=LONG_PROMPT, length=LONG_FRAMES, channel=2))
     shot = sc.sequence_editor.active_strip
-    state["long"] = shot.name
     select(sc, [shot])
     result = sorted(op(sc, "shotline_generate"))
     deadline = time.monotonic() + 60
@@ -451,6 +448,15 @@ def step_crash_mid_job(state):
             raise AssertionError(f"the long job did not start: {shot.shotline.status} {shot.shotline.status_message}")
         m.runtime.pump()
         time.sleep(0.05)
+    return added, shot, result
+
+
+def step_crash_mid_job(state):
+    """Add a long shot, generate it, save while it is being generated, and die (Blender crashing)."""
+    sc = scene()
+    sc.frame_current = 700
+    added, shot, result = start_long_job(sc)
+    state["long"] = shot.name
     saved = sorted(bpy.ops.wm.save_mainfile())
     children = []
     for task in glob.glob("/proc/self/task/*/children"):
@@ -466,16 +472,7 @@ def step_unsaved_mid_job(state):
     step_scene(state)
     sc = scene()
     sc.frame_current = 1
-    added = sorted(op(sc, "shotline_add_shot", prompt=LONG_PROMPT, length=LONG_FRAMES, channel=2))
-    shot = sc.sequence_editor.active_strip
-    select(sc, [shot])
-    result = sorted(op(sc, "shotline_generate"))
-    deadline = time.monotonic() + 60
-    while not (shot.shotline.status == 'GENERATING' and shot.shotline.progress > 0):
-        if time.monotonic() > deadline or shot.shotline.status in {'PLACED', 'FAILED', 'CANCELLED', 'SHORT'}:
-            raise AssertionError(f"the long job did not start: {shot.shotline.status} {shot.shotline.status_message}")
-        m.runtime.pump()
-        time.sleep(0.05)
+    added, shot, result = start_long_job(sc)
     unsaved = os.path.realpath(m.mediafolder.unsaved_root())
     saved = sorted(bpy.ops.wm.save_as_mainfile(filepath=str(state["work"] / BLEND)))
     return {"add_shot": added, "generate": result, "long": describe(scene(), shot), "save": saved,
