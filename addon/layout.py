@@ -28,7 +28,7 @@ def every_n_bars(bars: list[tuple[float, float]], n: int, first_bar: int = 0, la
     for i in range(0, len(chosen), n):
         group = chosen[i:i + n]
         number = first_bar + i + 1
-        slots.append(Slot(group[0][0], group[-1][1], label=f"bars {number}-{number + len(group) - 1}"))
+        slots.append(Slot(group[0][0], group[-1][1], label=_bar_label(number, number + len(group) - 1)))
     return _with_prompts(slots, prompts)
 
 
@@ -44,9 +44,14 @@ def from_bar_counts(bars: list[tuple[float, float]], rows: list[tuple[int, str]]
             raise ValueError(f"a shot list row asks for {count} bars")
         if bar + count > len(bars):
             raise ValueError(f"the shot list needs {bar + count} bars; the song has {len(bars)}")
-        slots.append(Slot(bars[bar][0], bars[bar + count - 1][1], prompt, f"bars {bar + 1}-{bar + count}"))
+        slots.append(Slot(bars[bar][0], bars[bar + count - 1][1], prompt, _bar_label(bar + 1, bar + count)))
         bar += count
     return slots
+
+
+def _bar_label(first: int, last: int) -> str:
+    """A slot's placeholder text: "bar 9" or "bars 9-12" (1-based)."""
+    return f"bar {first}" if first == last else f"bars {first}-{last}"
 
 
 def nearest(value: float, grid: list[float]) -> float:

@@ -8,13 +8,12 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..addon import beats, layout, shotlist
-from ..addon.blend import compat, song
+from ..addon.blend import compat, placement, song
 from .common import scene_with_editor, selected_shots
 
 
 def _summary(result: beats.Analysis) -> str:
-    low, high = result.bpm_range
-    tempo = f"{result.bpm:.1f} BPM" if high - low < 2 else f"{low:.0f}-{high:.0f} BPM (median {result.bpm:.1f})"
+    tempo = result.tempo_text + (f" (median {result.bpm:.1f})" if result.tempo_changes else "")
     return f"{tempo}, {result.beats_per_bar}/4, {len(result.beats)} beats, {len(beats.bars(result))} bars"
 
 
@@ -43,7 +42,8 @@ class SEQUENCER_OT_shotline_analyze_song(_NeedsSong, bpy.types.Operator):
 
     bl_idname = "sequencer.shotline_analyze_song"
     bl_label = "Analyze Song"
-    bl_options = {'REGISTER', 'UNDO'}
+    # No REGISTER: redoing would run the whole analysis again, blocking; a background result is its own undo step.
+    bl_options = {'UNDO'}
 
     force: BoolProperty(name="Analyze Again", description="Ignore the cached analysis and its corrections",
                         default=False)  # type: ignore
@@ -52,12 +52,23 @@ class SEQUENCER_OT_shotline_analyze_song(_NeedsSong, bpy.types.Operator):
         ('BARS', "Bars", "A marker on every bar"),
         ('BEATS', "Beats", "A marker on every beat"),
     ], default='KEEP')  # type: ignore
+    background: BoolProperty(name="In the Background", options={'SKIP_SAVE', 'HIDDEN'}, default=False,
+                             description="Analyse on a worker thread and return at once; the result lands from "
+                             "a timer (where timers do not run, song.run_until_analysed lands it)")  # type: ignore
+
+    def invoke(self, context, _event):
+        self.background = True  # the button: Blender stays responsive, the Music panel shows the progress
+        return self.execute(context)
 
     def execute(self, context):
         scene = scene_with_editor(context)
         started = time.perf_counter()
         try:
-            result, reused = song.analyze(scene, force=self.force)
+            if self.background:
+                song.start_analysis(scene, force=self.force, markers=self.markers)
+                self.report({'INFO'}, f"Analysing {song.strip(scene).name}...")
+                return {'FINISHED'}
+            result, reused = song.analyze(scene, force=self.force)  # scripts and the command line: wait for it
         except song.SongError as err:
             self.report({'ERROR'}, str(err))
             return {'CANCELLED'}
@@ -65,6 +76,23 @@ class SEQUENCER_OT_shotline_analyze_song(_NeedsSong, bpy.types.Operator):
             song.add_markers(scene, result, every_beat=self.markers == 'BEATS')
         how = "cached" if reused else f"analysed in {time.perf_counter() - started:.1f} s"
         self.report({'INFO'}, f"{song.strip(scene).name}: {_summary(result)} ({how})")
+        return {'FINISHED'}
+
+
+class SEQUENCER_OT_shotline_cancel_analysis(bpy.types.Operator):
+    """Stop analysing the song (the stored analysis stays as it was)"""
+
+    bl_idname = "sequencer.shotline_cancel_analysis"
+    bl_label = "Cancel Analysis"
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and song.analysing(scene) is not None
+
+    def execute(self, context):
+        song.cancel_analysis()
+        self.report({'INFO'}, "Analysis cancelled")
         return {'FINISHED'}
 
 
@@ -100,7 +128,8 @@ class SEQUENCER_OT_shotline_correct_grid(_NeedsAnalysis, bpy.types.Operator):
                 'RESET': lambda: result.reset(),
             }[self.action]()
         except ValueError as err:
-            self.report({'ERROR'}, str(err))
+            label = self.properties.bl_rna.properties["action"].enum_items[self.action].name
+            self.report({'ERROR'}, f"{label}: {err}; the grid is unchanged")
             return {'CANCELLED'}
         song.store(scene, result)
         song.refresh_markers(scene, result)
@@ -159,11 +188,17 @@ class SEQUENCER_OT_shotline_lay_out(_NeedsAnalysis, bpy.types.Operator):
         except ValueError as err:
             self.report({'ERROR'}, str(err))
             return {'CANCELLED'}
-        made = song.lay_out(scene, slots, self.channel)
-        if not made:
-            self.report({'WARNING'}, "No shots: the range holds no audible bars")
+        plan = song.plan_lay_out(scene, slots)
+        if not plan.cuts and not plan.replaced:
+            reason = "your shots are already there" if plan.kept_slots else "the range holds no audible bars"
+            self.report({'WARNING'}, f"No shots: {reason}")
             return {'CANCELLED'}
-        self.report({'INFO'}, f"Laid out {len(made)} shots")
+        made = song.lay_out(scene, slots, self.channel)
+        notes = [f"replaced {len(plan.replaced)} untouched shot(s)"] if plan.replaced else []
+        if plan.kept_slots:
+            names = ", ".join(s.name for s in plan.kept[:3]) + (", ..." if len(plan.kept) > 3 else "")
+            notes.append(f"{plan.kept_slots} slot(s) left to your shots there ({names})")
+        self.report({'INFO'}, f"Laid out {len(made)} shots" + (f"; {'; '.join(notes)}" if notes else ""))
         return {'FINISHED'}
 
 
@@ -194,13 +229,28 @@ class SEQUENCER_OT_shotline_snap(_NeedsAnalysis, bpy.types.Operator):
             new_left, new_right = int(layout.nearest(left, grid)), int(layout.nearest(right, grid))
             if new_right <= new_left:  # both edges found the same beat: keep the shot one grid step long
                 new_right = next((g for g in grid if g > new_left), new_left + 1)
-            if (new_left, new_right) != (left, right):
-                compat.set_span(shot, new_left, new_right)
-                moved += 1
+            if (new_left, new_right) == (left, right):
+                continue
+            moved += 1
+            try:
+                song.move_shot(scene, shot, new_left, new_right)
+            except (placement.PlacementError, RuntimeError) as err:  # RuntimeError: Blender refused the retiming
+                self.report({'WARNING'}, f"{shot.name}: its take could not follow the shot: {err}")
         self.report({'INFO'}, f"Snapped {moved} of {len(selected)} shots to the {self.to.lower()}s")
         return {'FINISHED'}
 
 
-classes = (SEQUENCER_OT_shotline_analyze_song, SEQUENCER_OT_shotline_correct_grid,
-           SEQUENCER_OT_shotline_remove_markers, SEQUENCER_OT_shotline_lay_out, SEQUENCER_OT_shotline_snap)
-register, unregister = bpy.utils.register_classes_factory(classes)
+classes = (SEQUENCER_OT_shotline_analyze_song, SEQUENCER_OT_shotline_cancel_analysis,
+           SEQUENCER_OT_shotline_correct_grid, SEQUENCER_OT_shotline_remove_markers, SEQUENCER_OT_shotline_lay_out,
+           SEQUENCER_OT_shotline_snap)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register_classes()
+    song.register()
+
+
+def unregister():
+    song.unregister()  # cancels a running analysis and joins its worker
+    _unregister_classes()

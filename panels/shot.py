@@ -62,13 +62,23 @@ class SEQUENCER_PT_shotline_music(bpy.types.Panel):
         layout = self.layout
         scene = compat.sequencer_scene(context)
         result = song.analysis(scene)
-        layout.operator("sequencer.shotline_analyze_song", icon='SOUND')
+        running = song.analysing(scene)
+        if running:
+            row = layout.row(align=True)
+            row.progress(factor=running.progress, type='BAR',
+                         text=f"Analysing {running.song_name} {running.progress:.0%}")
+            row.operator("sequencer.shotline_cancel_analysis", text="", icon='CANCEL')
+        else:
+            layout.operator("sequencer.shotline_analyze_song", icon='SOUND')
+        if song.problem(scene):
+            layout.label(text=song.problem(scene), icon='ERROR')
+        for copy in song.copies(scene):
+            layout.label(text=f"\"{copy.name}\" is a copy of the song strip: not followed", icon='INFO')
         if result is None:
-            layout.label(text="Not analysed yet")
+            if not running:
+                layout.label(text="Not analysed yet")
             return
-        low, high = result.bpm_range
-        tempo = f"{result.bpm:.1f} BPM" if high - low < 2 else f"{low:.0f}-{high:.0f} BPM"
-        layout.label(text=f"{tempo} · {result.beats_per_bar}/4 · {len(result.beats)} beats", icon='TIME')
+        layout.label(text=f"{result.tempo_text} · {result.beats_per_bar}/4 · {len(result.beats)} beats", icon='TIME')
         row = layout.row(align=True)
         row.operator("sequencer.shotline_correct_grid", text="½×").action = 'HALVE'
         row.operator("sequencer.shotline_correct_grid", text="2×").action = 'DOUBLE'
@@ -99,7 +109,7 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
         props = shot.shotline
         layout.label(text=shot.name, icon='SEQUENCE')
         if identity.find_copies([shot.id_data]):
-            layout.label(text="Copied shots found: each becomes a shot of its own", icon='INFO')
+            layout.label(text="Copied Shotline strips found: each copy becomes its own", icon='INFO')
             runtime.resolve_copies_soon()
         layout.prop(props, "prompt")
         if not props.prompt and shot.type == 'TEXT':

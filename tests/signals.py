@@ -189,6 +189,19 @@ def build(name: str, sections: list[Section], groove: Groove, seed: int = 0, rat
     return Song(name, audio, rate, beats, downbeats, bpb, float(np.median(60 / np.diff(beats))), gt_sections)
 
 
+def click(bpm: float, bars: int, rate: int = RATE, first_s: float = 0.0) -> Song:
+    """A metronome: a 1 kHz click on every beat of `bars` bars of 4/4, louder on the one. The first click is on
+    the file's first sample unless `first_s` says otherwise (the catalogue's songs all have a lead-in)."""
+    t = np.arange(int(0.03 * rate)) / rate
+    tick = np.sin(2 * np.pi * 1000 * t) * np.exp(-t / 0.005)
+    beats = np.round((first_s + np.arange(4 * bars) * 60.0 / bpm) * rate) / rate
+    out = np.zeros(int((beats[-1] + TAIL_S) * rate))
+    for k, beat in enumerate(beats):
+        _place(out, int(round(beat * rate)), tick * (1.0 if k % 4 == 0 else 0.6))
+    audio = (out * 0.9).astype(np.float32)
+    return Song(f"click_{bpm:g}", audio, rate, beats, beats[::4], 4, float(bpm), [(0.0, len(out) / rate, "verse")])
+
+
 def _grid(steps: list[int], vel: float = 1.0) -> dict[int, float]:
     return {s: vel for s in steps}
 

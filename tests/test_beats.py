@@ -114,6 +114,33 @@ def test_tempo_change_and_ramp_are_followed(analysed) -> None:
     assert low == pytest.approx(110, abs=2) and high == pytest.approx(130, abs=2)
 
 
+CHANGING = ("tempo_change", "tempo_ramp")
+
+
+@pytest.mark.parametrize("name", list(SONGS))
+def test_one_tempo_is_shown_unless_it_changes(analysed, name: str) -> None:
+    song, a = analysed(name)
+    low, high = a.bpm_range
+    spread = (high - low) / np.median(a.tempo_curve[1])
+    if name in CHANGING:
+        assert a.tempo_changes and spread > 5 * beats.TEMPO_CHANGE
+        assert a.tempo_text == f"{low:.0f}-{high:.0f} BPM"
+    else:  # with room to spare: a steady song's jitter stays well under the threshold
+        assert not a.tempo_changes and spread < beats.TEMPO_CHANGE / 2, f"{name}: {low:.2f}-{high:.2f}"
+        assert a.tempo_text == f"{song.bpm:.1f} BPM"
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+@pytest.mark.parametrize("bpm", [120, 128])
+def test_a_steady_click_from_the_first_sample_is_one_tempo(rate: int, bpm: int) -> None:
+    """Its first click cannot be placed as exactly as the others (no audio before it): that one beat is no
+    tempo change, and the tempo of the whole click is its exact tempo."""
+    song = signals.click(bpm, 8, rate)
+    a = beats.analyze(song.audio, song.rate)
+    assert signals.f_measure(song.beats, a.beats) == 1.0
+    assert a.tempo_text == f"{bpm}.0 BPM"
+
+
 def test_sections_find_verse_and_chorus(analysed) -> None:
     song, a = analysed("verse_chorus")
     bar = 4 * 60 / 128
@@ -219,6 +246,31 @@ def test_set_bpm_gives_a_fixed_grid_on_the_music(analysed) -> None:
     assert fixed.set_bpm(None).corrections == beats.Corrections()
     with pytest.raises(ValueError):
         a.set_bpm(0)
+
+
+@pytest.mark.parametrize("correct, refusal", [
+    (lambda a: a.set_bpm(1e-3), "0.001 BPM is not a tempo to cut on"),
+    (lambda a: a.set_bpm(1e12), "1e[+]12 BPM is not a tempo to cut on"),
+    (lambda a: a.set_bpm(float("nan")), "nan BPM is not a tempo to cut on"),
+    (lambda a: a.shift_phase(beats=1e6), "no beats"),
+    (lambda a: a.shift_phase(seconds=-600), "no beats"),
+    (lambda a: a.double_tempo().double_tempo().double_tempo(), "960 BPM"),
+    (lambda a: a.halve_tempo().halve_tempo().halve_tempo().halve_tempo(), "7.5 BPM"),
+    (lambda a: a.set_beats_per_bar(17), "a bar has 1 to 16 beats, not 17"),
+    (lambda a: a.set_beats_per_bar(16).shift_downbeat(10**30), "the song has 80"),
+    (lambda a: a.set_beats_per_bar(16).set_bpm(20), "no whole bar of 16 beats"),
+])
+def test_a_correction_that_leaves_no_grid_is_refused(analysed, correct, refusal: str) -> None:
+    _, a = analysed("steady_120")
+    with pytest.raises(ValueError, match=refusal):
+        correct(a)
+
+
+def test_halving_a_grid_of_two_beats_is_refused() -> None:
+    two = beats.Analysis(2.0, np.array([0.5, 1.0]), np.array([0]), 1, [(0.0, 2.0, "verse")])
+    with pytest.raises(ValueError, match="one beat"):
+        two.halve_tempo()
+    assert two.double_tempo().beats.tolist() == [0.5, 0.75, 1.0]
 
 
 def test_meter_correction(analysed) -> None:

@@ -109,7 +109,7 @@ def test_the_panel_notices_a_copy_and_a_renamed_original_stays_the_original(shot
                 return call
 
         shot_panels.SEQUENCER_PT_shotline_shot.draw(type("P", (), {"layout": Layout()})(), bpy.context)
-    assert any("Copied shots found" in text for text in labels)
+    assert any("Copied Shotline strips found" in text for text in labels)
     assert bpy.app.timers.is_registered(runtime._resolve_tick)
     runtime._resolve_tick()  # what the timer does in Blender
     bpy.app.timers.unregister(runtime._resolve_tick) if bpy.app.timers.is_registered(runtime._resolve_tick) else None

@@ -43,7 +43,7 @@ def test_first_save_moves_takes_next_to_the_blend_and_removes_the_temporary_fold
     assert strip_path.startswith("//shotline") and take_paths == [strip_path]
     assert blend.parent in Path(bpy.path.abspath(strip_path)).parents
     assert Path(bpy.path.abspath(strip_path)).is_file() and not temp_file.exists()
-    assert not mediafolder.unsaved_root().exists()
+    assert not mediafolder.unsaved_root().exists(), sorted(mediafolder.unsaved_root().rglob("*"))
 
 
 def test_a_first_save_that_fails_moves_and_relinks_nothing(small, tmp_path, capfd):
@@ -84,7 +84,7 @@ def test_a_take_finishing_during_the_first_save_lands_next_to_the_blend(small, t
     strip_path, take_paths = _take_paths(small, shot)
     assert strip_path.startswith("//shotline") and take_paths == [strip_path]
     assert Path(bpy.path.abspath(strip_path)).is_file()
-    assert not mediafolder.unsaved_root().exists()
+    assert not mediafolder.unsaved_root().exists(), sorted(mediafolder.unsaved_root().rglob("*"))
 
 
 class _Gated(animatic.AnimaticService):

@@ -158,3 +158,12 @@ def new_effect(collection, name: str, type: str, channel: int, frame_start: int,
                                      length=length, **inputs)
     return collection.new_effect(name=name, type=type, channel=channel, frame_start=frame_start,
                                  frame_end=frame_start + length, **inputs)
+
+
+def redraw_sequencers() -> None:
+    """Redraw every sequencer (after a timer changed what its panels show)."""
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm else ():
+        for area in window.screen.areas:
+            if area.type == 'SEQUENCE_EDITOR':
+                area.tag_redraw()

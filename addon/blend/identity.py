@@ -6,7 +6,7 @@ it was made under (`owner`); Blender gives a copy a new name (".001") in the sce
 original, so of the strips sharing an id the one still under its recorded name is the original.
 The others are copies: a shot copy gets a new id, keeps the prompt and settings and has no
 takes; a copied take or loop strip becomes a plain movie strip of the director's, never tied
-to two shots.
+to two shots; a copied song strip becomes a plain sound strip.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from collections import defaultdict
 from . import compat, placement, shots
 
 _COPY_SUFFIX = re.compile(r"\.\d{3,}$")  # the ".001" Blender appends to a copy's name
+_PLAIN = {  # what a copied strip of each role becomes
+    'TAKE': "a take strip: it is now a plain movie strip",
+    'LOOP': "a loop strip: it is now a plain movie strip",
+    'SONG': "the song strip: it is a plain sound strip, the song stays the original",
+}
 
 
 def _ours(scenes):
@@ -66,9 +71,8 @@ def resolve(scenes) -> list[str]:
             notes.append(f"\"{strip.name}\" is a copy of \"{original.name}\": now a shot of its own, no takes yet")
             split.append(original)
         else:
-            kind = "take" if strip.shotline.role == 'TAKE' else "loop"
+            notes.append(f"\"{strip.name}\" was a copy of {_PLAIN[strip.shotline.role]}")
             strip.shotline.role, strip.shotline.shot_id, strip.shotline.owner = 'NONE', "", ""
-            notes.append(f"\"{strip.name}\" was a copy of a {kind} strip: it is now a plain movie strip")
     for original in split:
         notes += _refit_if_spilling(original)
     for strip in _ours(scenes):  # a renamed original keeps its identity under its new name

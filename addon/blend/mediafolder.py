@@ -82,8 +82,7 @@ def first_save_done(saved: bool) -> None:
     moved, target, relinked = _first_save
     _first_save = None
     if saved:
-        with contextlib.suppress(OSError):
-            _UNSAVED.rmdir()  # still holds a take being downloaded: that one settles when placed
+        _remove_if_empty(_UNSAVED)  # still holds a take being made: that one settles when placed
         return
     for owner, old_path in relinked:
         owner.filepath = old_path
@@ -124,8 +123,13 @@ def settle(path: Path, scene, shot_name: str, reserved=()) -> Path:
         media.move_file(path, dest)
     except OSError:
         return path
-    if media.is_inside(path, _UNSAVED):
-        media.remove_empty_folders({path: dest}, _UNSAVED)
-        with contextlib.suppress(OSError):
-            _UNSAVED.rmdir()
+    if media.is_inside(path, _UNSAVED) and bpy.data.filepath:
+        _remove_if_empty(_UNSAVED)
     return dest
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` and the empty folders in it (a cancelled job's shot folder), if nothing else is left."""
+    for parent, _dirs, _files in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)

@@ -14,6 +14,7 @@ ROLES = [
     ('SHOT', "Shot", "A shot: carries a prompt and takes"),
     ('TAKE', "Take", "Shows the shot's active take"),
     ('LOOP', "Loop", "Repeats the take to fill a longer shot"),
+    ('SONG', "Song", "The sound strip the timing follows"),
 ]
 
 FIT_ITEMS = [
@@ -58,6 +59,17 @@ def _show_active_take(self, _context):
         self.status_message = f"Take {index + 1} cannot be shown: {err}"
 
 
+def _get_song(self) -> str:
+    from . import song
+    found = song.chosen(self.id_data)
+    return found.name if found else ""
+
+
+def _set_song(self, value: str) -> None:
+    from . import song
+    song.choose_named(self.id_data, value)
+
+
 def _service_items(_self, _context):
     from ..services import registry
     return [(s.id, s.label, s.label) for s in registry.all_services()]
@@ -98,7 +110,8 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
 
 
 class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
-    song: StringProperty(name="Song", description="Sound strip the timing follows (empty: the longest)")  # type: ignore
+    song: StringProperty(name="Song", description="Sound strip the timing follows (empty: the longest)",
+                         get=_get_song, set=_set_song)  # type: ignore
     take_channel_offset: IntProperty(name="Take Channel Offset", default=1, min=1, max=32,
                                      description="Take strips go this many channels above their shot")  # type: ignore
     media_folder: StringProperty(name="Media Folder", default="//shotline",

@@ -63,7 +63,7 @@ def resolve_copies_soon() -> None:
 def _resolve_tick() -> None:
     for note in resolve_copies():
         log.info("%s", note)
-    _redraw()
+    compat.redraw_sequencers()
 
 
 def submit(scene, shot_strips) -> tuple[int, list[str]]:
@@ -86,7 +86,7 @@ def submit(scene, shot_strips) -> tuple[int, list[str]]:
             placement.check_room(scene, shot)
             dest = media.next_take_path(mediafolder.root(scene), shot.name,
                                         reserved=[j.dest for j in queue().active()])
-            mediafolder.check_writable(dest.parent)
+            mediafolder.check_writable(mediafolder.root(scene))
         except (ValueError, KeyError, OSError, ServiceError, placement.PlacementError) as err:
             props.status, props.status_message = 'FAILED', str(err).strip("'\"")
             problems.append(f"{shot.name}: {props.status_message}")
@@ -129,7 +129,7 @@ def pump(max_events: int = 64, budget_s: float = 0.004) -> list[jobs.Event]:
         except Exception:
             log.exception("placing the take of job %s", job_id)
     if events or placed:
-        _redraw()
+        compat.redraw_sequencers()
     return events
 
 
@@ -201,14 +201,6 @@ def use_take(scene, shot, index: int) -> placement.Placed:
     placed = placement.place_take(scene, shot, take.filepath, timing.rate(take.fps) if take.fps > 0 else None)
     shot.shotline.active_take = index
     return placed
-
-
-def _redraw() -> None:
-    wm = bpy.context.window_manager
-    for window in wm.windows if wm else ():
-        for area in window.screen.areas:
-            if area.type == 'SEQUENCE_EDITOR':
-                area.tag_redraw()
 
 
 def run_until_idle(timeout: float, interval: float = PUMP_INTERVAL, on_pump=None) -> None:

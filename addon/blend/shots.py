@@ -85,9 +85,11 @@ def prompt(strip) -> str:
 
 
 def is_untouched(strip) -> bool:
-    """A shot Shotline made that the director has not used yet: no prompt, no takes, no job."""
+    """A shot Shotline made that the director has not used yet: no prompt, negative prompt or
+    reference image, no takes, no job."""
     props = strip.shotline
-    return not prompt(strip) and not len(props.takes) and not props.job_id
+    return not (prompt(strip) or props.negative_prompt.strip() or props.reference_image or len(props.takes)
+                or props.job_id)
 
 
 def build_request(scene, shot, service) -> Request:
