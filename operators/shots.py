@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from ..addon.blend import compat, placement, runtime, shots
+from ..addon.blend import compat, placement, runtime, shots, song
 from .common import scene_with_editor
 
 PLACEHOLDER = "Describe the shot"
@@ -88,7 +88,7 @@ class SEQUENCER_OT_shotline_set_song(bpy.types.Operator):
 
     def execute(self, context):
         strip = compat.active_strip(context)
-        compat.sequencer_scene(context).shotline.song = strip.name
+        song.choose(compat.sequencer_scene(context), strip)
         self.report({'INFO'}, f"Song: {strip.name}")
         return {'FINISHED'}
 

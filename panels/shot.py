@@ -32,6 +32,8 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         settings = scene.shotline
         song_strip = song.strip(scene)
         ed = scene.sequence_editor
+        if song.name_shown_is_stale(scene):  # the song strip was renamed; a draw may not write
+            runtime.resolve_copies_soon()
         if ed:
             layout.prop_search(settings, "song", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all",
                                text="Song", icon='SOUND')

@@ -368,7 +368,10 @@ def test_the_song_is_the_strip_itself(scene, tmp_path):
     assert _op(scene, "shotline_set_song") == {'FINISHED'}
     assert song.strip(scene) == vocals and settings.song == "Vocals"
     vocals.name = "Lead vocal"
-    assert song.strip(scene) == vocals and settings.song == "Lead vocal", "renamed, still the song"
+    assert song.strip(scene) == vocals, "renamed, still the song"
+    assert song.name_shown_is_stale(scene), "the panel asks its timer to show the new name"
+    runtime.resolve_copies()  # that timer's work
+    assert settings.song == "Lead vocal"
 
     settings.song = "Backing"  # the song picker in the Project panel
     assert song.strip(scene) == backing and settings.song == "Backing"
@@ -394,8 +397,11 @@ def test_a_file_saved_before_song_roles_keeps_its_song(scene, tmp_path):
     ed = scene.sequence_editor
     compat.strips(ed).new_sound("Backing", str(_wav_of(tmp_path / "backing.wav", 10)), 1, 1)
     vocals = compat.strips(ed).new_sound("Vocals", str(_wav_of(tmp_path / "vocals.wav", 6)), 2, 1)
-    scene.shotline[song.LEGACY_NAME] = "Vocals"  # what such a file holds: the name only
+    scene.shotline[song.NAME_KEY] = "Vocals"  # what such a file holds: the name only
     assert song.strip(scene) == vocals and scene.shotline.song == "Vocals"
+    runtime.resolve_copies()  # on load: the name becomes the role, so a rename keeps the song
+    vocals.name = "Lead vocal"
+    assert song.strip(scene) == vocals and vocals.shotline.role == 'SONG'
 
 
 @pytest.fixture(scope="module")

@@ -59,15 +59,9 @@ def _show_active_take(self, _context):
         self.status_message = f"Take {index + 1} cannot be shown: {err}"
 
 
-def _get_song(self) -> str:
+def _song_picked(self, _context) -> None:
     from . import song
-    found = song.chosen(self.id_data)
-    return found.name if found else ""
-
-
-def _set_song(self, value: str) -> None:
-    from . import song
-    song.choose_named(self.id_data, value)
+    song.choose_named(self.id_data, self.song)
 
 
 def _service_items(_self, _context):
@@ -111,7 +105,7 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
 
 class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
     song: StringProperty(name="Song", description="Sound strip the timing follows (empty: the longest)",
-                         get=_get_song, set=_set_song)  # type: ignore
+                         update=_song_picked)  # type: ignore
     take_channel_offset: IntProperty(name="Take Channel Offset", default=1, min=1, max=32,
                                      description="Take strips go this many channels above their shot")  # type: ignore
     media_folder: StringProperty(name="Media Folder", default="//shotline",

@@ -17,7 +17,7 @@ from bpy.app.handlers import persistent
 from .. import encode, jobs, media, timing
 from ..services import registry
 from ..services.base import ServiceError
-from . import compat, identity, mediafolder, placement, shots
+from . import compat, identity, mediafolder, placement, shots, song
 
 log = logging.getLogger("shotline")
 
@@ -50,8 +50,12 @@ def _shot_for(key: str):
 
 
 def resolve_copies() -> list[str]:
-    """Make copied, pasted and split shots shots of their own (see identity.py)."""
-    return identity.resolve(bpy.data.scenes)
+    """Make copied, pasted and split shots shots of their own (see identity.py), and let the song
+    picker show a renamed song's new name."""
+    notes = identity.resolve(bpy.data.scenes)
+    for scene in bpy.data.scenes:
+        song.keep_choice(scene)
+    return notes
 
 
 def resolve_copies_soon() -> None:

@@ -29,7 +29,7 @@ PUMP_INTERVAL = 0.1
 DECODE_SHARE = 0.45  # of the progress bar: hashing and decoding take 0.4-0.5 of a 5-minute song's time
 PIECE_S = 10  # seconds of audio per decoding step: 10-25 ms holding the GIL
 EXACT_PIECES = (".wav", ".wave")  # pieces decoded by seeking join sample-exactly (see decode)
-LEGACY_NAME = "song"  # where files saved before the song role keep the chosen strip's name
+NAME_KEY = "song"  # the picker's storage: the chosen strip's name, all a file saved before the song role holds
 
 log = logging.getLogger("shotline")
 
@@ -56,7 +56,7 @@ def chosen(scene):
         marked = [s for s in marked if s.name not in copied] or marked
     if marked:
         return marked[0]
-    legacy = scene.shotline.get(LEGACY_NAME)
+    legacy = scene.shotline.get(NAME_KEY)
     return next((s for s in sounds if s.name == legacy), None) if legacy else None
 
 
@@ -78,18 +78,42 @@ def choose(scene, sound_strip) -> None:
     if sound_strip is not None:
         sound_strip.shotline.role = 'SONG'
         shots.claim(sound_strip)  # the name it is chosen under tells it from its copies (identity.py)
-    if LEGACY_NAME in scene.shotline:
-        del scene.shotline[LEGACY_NAME]
+    show_name(scene)
+
+
+def keep_choice(scene) -> None:
+    """A choice files saved before the song role hold by name becomes the role; the picker shows the song's name."""
+    found = chosen(scene)
+    if found is not None and found.shotline.role != 'SONG':
+        choose(scene, found)
+    else:
+        show_name(scene)
+
+
+def _chosen_name(scene) -> str:
+    found = chosen(scene)
+    return found.name if found else ""
+
+
+def name_shown_is_stale(scene) -> bool:
+    return scene.shotline.get(NAME_KEY, "") != _chosen_name(scene)
+
+
+def show_name(scene) -> None:
+    """Keep the picker showing the song's current name (a renamed song stays the song). Written as an ID
+    property, so the picker's update callback does not run again. The picker is a plain string because
+    Python get/set callbacks on it crashed Blender 4.5 while worker threads ran."""
+    if name_shown_is_stale(scene):
+        scene.shotline[NAME_KEY] = _chosen_name(scene)
 
 
 def choose_named(scene, name: str) -> None:
     """The song picker: a sound strip's name, or "" for the longest. Another strip's name changes nothing."""
-    if not name:
-        choose(scene, None)
-        return
     picked = next((s for s in _sounds(scene) if s.name == name), None)
-    if picked is not None:
+    if picked is not None or not name:
         choose(scene, picked)
+    else:
+        show_name(scene)
 
 
 def on_timeline(scene, sound_strip) -> timing.SongPlacement:
