@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Shotline: generate AI video takes for shots on the Video Sequencer timeline, in sync with the song."""
 
-from .addon.blend import encoder, props, runtime
+from .addon.blend import encoder, prefs, props, runtime
 from . import operators, panels
 
-modules = (props, operators, panels, runtime)
+modules = (prefs, props, operators, panels, runtime)
 
 
 def register():

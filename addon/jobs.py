@@ -8,6 +8,8 @@ batch). So everything the UI reads changes only on the main thread, in bounded s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import queue
@@ -21,7 +23,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .media import partial_path
+from . import journal
+from .media import content_key, partial_path
 from .services.base import Cancelled, JobControl, Request, Result, Service, ServiceError
 
 log = logging.getLogger("shotline.jobs")
@@ -50,6 +53,8 @@ class Job:
     result: Result | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
+    journal: str = ""  # the journal file its remote id is written to the moment it has one ("" = none)
+    estimate: float | None = None  # USD expected, for the budget while it runs
 
     @property
     def is_finished(self) -> bool:
@@ -72,6 +77,8 @@ class Job:
             "result": _encode(self.result) if self.result else None,
             "created": self.created,
             "finished": self.finished,
+            "journal": self.journal,
+            "estimate": self.estimate,
         }
 
     @classmethod
@@ -90,6 +97,8 @@ class Job:
             result=_decode(Result, d["result"]) if d.get("result") else None,
             created=d.get("created", time.time()),
             finished=d.get("finished"),
+            journal=d.get("journal", ""),
+            estimate=d.get("estimate"),
         )
 
 
@@ -113,8 +122,23 @@ def _decode(cls: type, d: Mapping[str, Any]) -> Any:
             value = Fraction(value)
         elif isinstance(value, str) and "Path" in str(f.type):
             value = Path(value)
+        elif isinstance(value, list):  # JSON has no tuples; frozen requests hold them
+            value = tuple(value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def request_key(service_id: str, request: Request) -> str:
+    """A fingerprint of what is asked: the service, the model, every input (files by their content)
+    and the seed. The shot's name is not part of it: the same request from a renamed shot is the same."""
+    fields = _encode(request)
+    fields.pop("shot_name")
+    for name in ("reference_image", "last_frame_image", "source_video", "audio"):
+        if fields[name]:
+            fields[name] = content_key(Path(fields[name]))
+    fields["reference_images"] = [content_key(Path(p)) for p in request.reference_images]
+    text = json.dumps([service_id, fields], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -155,14 +179,22 @@ class _Task:
     """The worker's side of a job (workers never read or write the Job object)."""
 
     job_id: str
+    key: str
     service_id: str
     service: Service
     request: Request
     dest: Path
     remote_id: str | None
+    created: float
+    journal: str
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: bool = False
     detached: bool = False  # stopped by shutdown: the remote job goes on
+
+    def record(self) -> dict[str, Any]:
+        return Job(key=self.key, service_id=self.service_id, request=self.request, dest=self.dest, id=self.job_id,
+                   state="generating", remote_id=self.remote_id, created=self.created,
+                   journal=self.journal).to_record()
 
 
 class JobQueue:
@@ -191,8 +223,10 @@ class JobQueue:
 
     # -- main thread -------------------------------------------------------------------------------------------
 
-    def submit(self, key: str, service_id: str, request: Request, dest: Path) -> Job:
-        job = Job(key=key, service_id=service_id, request=request, dest=Path(dest))
+    def submit(self, key: str, service_id: str, request: Request, dest: Path, journal_file: str = "",
+               estimate: float | None = None) -> Job:
+        job = Job(key=key, service_id=service_id, request=request, dest=Path(dest), journal=journal_file,
+                  estimate=estimate)
         return self._add(job)
 
     def resume(self, record: Mapping[str, Any]) -> Job:
@@ -302,7 +336,8 @@ class JobQueue:
         except Exception:
             self._post(Event(job.id, "failed", message=f"Unknown service: {job.service_id}"))
             return job
-        task = _Task(job.id, job.service_id, service, job.request, job.dest, job.remote_id)
+        task = _Task(job.id, job.key, job.service_id, service, job.request, job.dest, job.remote_id, job.created,
+                     job.journal)
         self._post(Event(job.id, "queued", message="Queued"))
         limit = max(1, self._limits.get(job.service_id, service.max_concurrency or 1))
         with self._lock:
@@ -386,6 +421,7 @@ class JobQueue:
         if task.remote_id is None:
             ctl.check()
             task.remote_id = service.submit(task.request, ctl)
+            self._note_submitted(task)
             self._post(Event(task.job_id, "progress", message="Submitted", remote_id=task.remote_id))
         while True:
             ctl.check()
@@ -403,6 +439,15 @@ class JobQueue:
             raise ServiceError(f"{service.label or service.id or task.service_id} returned no file")
         os.replace(part, task.dest)
         return dataclasses.replace(result, path=task.dest) if result else Result(path=task.dest)
+
+    def _note_submitted(self, task: _Task) -> None:
+        """Before anything else: a Blender killed from here on leaves the job in the journal."""
+        if not task.journal:
+            return
+        try:
+            journal.submitted(Path(task.journal), task.record())
+        except OSError as err:  # the job goes on; only a crash before the next save could lose it
+            log.warning("job %s: cannot write the job journal %s: %s", task.job_id, task.journal, err)
 
     def _cancel_remote(self, task: _Task) -> None:
         """Tell the service to stop (best effort), then report the job cancelled."""

@@ -1,8 +1,8 @@
 """Operators: thin, they read the context, call addon/blend/ and report."""
 
-from . import generate, music, shots, takes
+from . import generate, music, services, shots, takes
 
-modules = (shots, music, generate, takes)
+modules = (shots, music, generate, takes, services)
 
 
 def register():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty
 
-from ..addon.blend import runtime
+from ..addon.blend import prefs, runtime
 from .common import context_shot, scene_with_editor, selected_shots
 
 
@@ -16,6 +16,9 @@ class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
     bl_label = "Generate Selected Shots"
     bl_options = {'REGISTER'}
 
+    force: BoolProperty(name="Force", description="Pay for a new take even when the same request made one before",
+                        default=False, options={'SKIP_SAVE'})  # type: ignore
+
     @classmethod
     def poll(cls, context):
         if scene_with_editor(context) is None:
@@ -25,11 +28,21 @@ class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
             return False
         return True
 
+    def invoke(self, context, event):
+        """Before paying: the batch's estimated cost, confirmed above the threshold set in the preferences."""
+        plan = runtime.plan(scene_with_editor(context), selected_shots(context), self.force)
+        if plan.cost > prefs.confirm_above():
+            unknown = f" (+{plan.unknown_prices} of unknown price)" if plan.unknown_prices else ""
+            return context.window_manager.invoke_confirm(
+                self, event, title="Send to Paid Services?", confirm_text="Generate",
+                message=f"{len(plan.ready)} shot(s), estimated ${plan.cost:.2f}{unknown}.")
+        return self.execute(context)
+
     def execute(self, context):
         scene = scene_with_editor(context)
         for note in runtime.resolve_copies():
             self.report({'INFO'}, note)
-        queued, problems = runtime.submit(scene, selected_shots(context))
+        queued, problems = runtime.submit(scene, selected_shots(context), self.force)
         for problem in problems:
             self.report({'WARNING'}, problem)
         if not queued:

@@ -1,8 +1,8 @@
 """Panels: draw only."""
 
-from . import shot
+from . import jobs, shot
 
-modules = (shot,)
+modules = (shot, jobs)
 
 
 def register():

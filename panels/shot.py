@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from ..addon.blend import compat, identity, runtime, shots, song
+from ..addon.services import registry
 from ..operators.common import context_shot
 
 
@@ -41,6 +42,10 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
                      icon='INFO')
         layout.prop(settings, "take_channel_offset")
         layout.prop(settings, "media_folder")
+        row = layout.row(align=True)
+        if settings.spent:
+            row.label(text=f"Spent ${settings.spent:.2f}", icon='FUND')
+        row.prop(settings, "budget")
         row = layout.row(align=True)
         row.operator("sequencer.shotline_make_shots", icon='SEQ_STRIP_META')
         row.operator("sequencer.shotline_add_shot", icon='ADD')
@@ -122,8 +127,28 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
         row.prop(props, "random_seed", text="", icon='FILE_REFRESH')
         row.prop(props, "seed")
         layout.prop(props, "service")
+        service = registry.get(props.service)
+        if service.models():
+            layout.menu("SEQUENCER_MT_shotline_models", text=props.model or "Default Model", icon='NODE')
+        caps = service.capabilities_for(props.model)
         layout.prop(props, "fit")
-        layout.prop(props, "reference_image")
+        # only what this service and model accept; a value set for another one stays and is refused on Generate
+        for name, accepted in (("reference_image", caps.first_frame), ("last_frame_image", caps.last_frame),
+                               ("source_video", caps.video_to_video), ("audio", caps.lip_sync)):
+            if accepted or getattr(props, name):
+                layout.prop(props, name)
+        if caps.reference_images or len(props.references):
+            box = layout.box()
+            row = box.row()
+            row.label(text=f"References ({len(props.references)}/{caps.reference_images})", icon='IMAGE_DATA')
+            row.operator("sequencer.shotline_add_reference", text="", icon='ADD')
+            for index, reference in enumerate(props.references):
+                row = box.row(align=True)
+                row.prop(reference, "filepath", text="")
+                row.operator("sequencer.shotline_remove_reference", text="", icon='X').index = index
+        if caps.price_per_second:
+            seconds = shot.frame_final_duration / shots.scene_fps(shot.id_data)
+            layout.label(text=f"About ${float(seconds) * caps.price_per_second:.2f} per take", icon='FUND')
         status_row = layout.row()
         status = props.bl_rna.properties["status"].enum_items[props.status]
         if props.status in {'GENERATING', 'DOWNLOADING'} and hasattr(status_row, "progress"):
@@ -135,6 +160,11 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
         if props.status in {'QUEUED', 'GENERATING', 'DOWNLOADING'}:
             layout.operator("sequencer.shotline_cancel", icon='CANCEL').all = False
         layout.template_list("SEQUENCER_UL_shotline_takes", "", props, "takes", props, "active_take", rows=3)
+        if 0 <= props.active_take < len(props.takes):
+            take = props.takes[props.active_take]
+            if take.cost:
+                layout.label(text=f"Take {props.active_take + 1}: {'~' if take.cost_estimated else ''}${take.cost:.2f}"
+                             f"{' · ' + take.model if take.model else ''}")
 
 
 classes = (SEQUENCER_UL_shotline_takes, SEQUENCER_PT_shotline_project, SEQUENCER_PT_shotline_music,

@@ -8,6 +8,9 @@ Options:
     --markers bars|beats    put Shotline's bar or beat markers on the timeline
     --lay-out every:N | sections | list:PATH [--first-bar N]
     --generate              generate every shot that has no take yet (--all: every shot)
+    --service ID --model M  with --generate: the service (animatic, fal, replicate, runway, luma, veo)
+                            and its model for those shots (default: each shot's own)
+    --force                 with --generate: pay for a new take even when the same request made one
     --save PATH             where to save (default: over FILE.blend)
 Prints one line per step, one per shot as its take is placed or fails, and a JSON summary of
 the shots at the end; exits 1 if a shot failed.
@@ -86,6 +89,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--first-bar", type=int, default=1)
     parser.add_argument("--generate", action="store_true")
     parser.add_argument("--all", action="store_true", help="with --generate: shots that have takes too")
+    parser.add_argument("--service", help="with --generate: the service for the shots generated")
+    parser.add_argument("--model", help="with --generate: the service's model")
+    parser.add_argument("--force", action="store_true", help="with --generate: never reuse an earlier take")
     parser.add_argument("--save")
     return parser.parse_args(argv)
 
@@ -113,6 +119,24 @@ def load(args: argparse.Namespace):
     return bpy, sys.modules[package]
 
 
+def choose_service(addon, todo: list, service_id: str | None, model: str | None) -> None:
+    """Set --service and --model on the shots to generate; refuse an unknown one by name."""
+    registry = import_module(addon.__name__ + ".addon.services.registry")
+    if service_id:
+        known = [s.id for s in registry.all_services()]
+        if service_id not in known:
+            raise SystemExit(f"--service {service_id}: no such service (there are: {', '.join(known)})")
+    for shot in todo:
+        if service_id:
+            shot.shotline.service = service_id
+        if model is not None:
+            models = registry.get(shot.shotline.service).models()
+            if model and models and model not in models:
+                raise SystemExit(f"--model {model}: {shot.shotline.service} has no such model "
+                                 f"(it has: {', '.join(models)})")
+            shot.shotline.model = model
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     with blender_output_hidden():  # importing bpy and opening the file: Blender's start-up chatter
@@ -124,7 +148,7 @@ def main(argv: list[str]) -> int:
     scene = bpy.context.scene
 
     def run_operator(name: str, **props) -> None:
-        with bpy.context.temp_override(**compat.scene_override(scene)):
+        with compat.operators_on(scene):
             getattr(bpy.ops.sequencer, name)(**props)
 
     if scene.sequence_editor is None:
@@ -148,7 +172,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit(str(err).strip()) from None
     if args.generate:
         todo = [s for s in shots.shots(scene) if args.all or not len(s.shotline.takes)]
-        queued, problems = runtime.submit(scene, todo)
+        choose_service(addon, todo, args.service, args.model)
+        queued, problems = runtime.submit(scene, todo, force=args.force)
         for problem in problems:
             print(f"not queued: {problem}", flush=True)
         print(f"generating {queued} shots", flush=True)

@@ -128,7 +128,7 @@ def select(sc, chosen, active=None) -> None:
 def op(sc, name: str, *args, **kw):
     """A Shotline operator, as its button runs it: the scene-only override the tests use (a window or
     area override while worker threads run crashes bpy 4.5)."""
-    with bpy.context.temp_override(**m.compat.scene_override(sc)):
+    with m.compat.operators_on(sc):
         return getattr(bpy.ops.sequencer, name)(*args, **kw)
 
 

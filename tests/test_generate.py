@@ -37,7 +37,7 @@ def _select(scene, strips):
 
 
 def _op(scene, name, **kw):
-    with bpy.context.temp_override(**compat.scene_override(scene)):
+    with compat.operators_on(scene):
         return getattr(bpy.ops.sequencer, name)(**kw)
 
 
@@ -146,7 +146,7 @@ def test_what_cannot_be_placed_is_refused_before_anything_is_generated(song_scen
         _op(scene, "shotline_generate")
     assert len(runtime.queue().jobs) == jobs_before
     assert top.shotline.status == 'FAILED' and "channel 129" in top.shotline.status_message
-    assert no_reference.shotline.status == 'FAILED' and "reference image is missing" in no_reference.shotline.status_message
+    assert no_reference.shotline.status == 'FAILED' and "first-frame image is missing" in no_reference.shotline.status_message
     scene.render.resolution_x = 10  # the animatic needs 16 pixels at least
     ok = _text_shot(scene, "too small a frame", 60, 24, channel=2)
     shots.make_shot(ok)

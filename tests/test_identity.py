@@ -97,7 +97,7 @@ def test_the_panel_notices_a_copy_and_a_renamed_original_stays_the_original(shot
     copy = next(s for s in _strips(scene) if s.shotline.role == 'SHOT' and s != original)
     scene.sequence_editor.active_strip = copy
     assert identity.find_copies([scene])
-    with bpy.context.temp_override(**compat.scene_override(scene)):
+    with compat.operators_on(scene):
         assert shot_panels.SEQUENCER_PT_shotline_shot.poll(bpy.context)
         labels = []
 

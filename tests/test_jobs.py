@@ -442,3 +442,61 @@ def test_no_thread_outlives_a_finished_batch(tmp_path, make_queue):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert sorted(os.listdir(tmp_path)) == [f"take_{i:03d}.mp4" for i in range(6)]
+
+
+# -- the journal: never pay twice ----------------------------------------------------------------------------------
+
+
+class _HoldsAfterSubmit(FakeService):
+    """Submits, then waits in poll until released: the moment a crash would hit."""
+
+    def __init__(self):
+        super().__init__(polls=1)
+        self.release = threading.Event()
+        self.posted_before_journal = None
+
+    def poll(self, remote_id, ctl):
+        self.release.wait(TIMEOUT)
+        return super().poll(remote_id, ctl)
+
+
+def test_the_remote_id_is_journalled_before_anything_else(tmp_path, make_queue):
+    from addon import journal
+
+    svc = _HoldsAfterSubmit()
+    q = make_queue(svc)
+    book = tmp_path / "media" / journal.FILE_NAME
+    job = q.submit("Scene\x1fshot-1", "fake", REQUEST, tmp_path / "take_001.mp4", str(book))
+    wait_for(svc.submitted)
+    deadline = time.monotonic() + TIMEOUT
+    while not journal.pending(book):
+        assert time.monotonic() < deadline, "the job never reached the journal"
+        time.sleep(0.002)
+    (record,) = journal.pending(book)
+    assert record["id"] == job.id and record["remote_id"] == "remote-1" and record["key"] == "Scene\x1fshot-1"
+    assert Job.from_record(record).request == REQUEST
+
+    # Another Blender (after a crash) resumes it from the journal: polled and fetched, never submitted.
+    svc.release.set()
+    pump_until(q, lambda: job.is_finished)  # (this one goes on here; the other writes the same take after it)
+    other = FakeService(polls=1)
+    q2 = make_queue(other)
+    resumed = q2.resume(record)
+    pump_until(q2, lambda: resumed.is_finished)
+    assert resumed.state == "done" and other.submits == 0 and other.polled == {"remote-1": 2}
+
+
+def test_the_journal_skips_a_torn_line_and_forgets_ended_jobs(tmp_path):
+    from addon import journal
+
+    book = tmp_path / journal.FILE_NAME
+    for n in (1, 2, 3):
+        journal.submitted(book, {"id": f"j{n}", "remote_id": f"r{n}", "key": "Сцена\x1fшот"})
+    journal.ended(book, "j2", "done")
+    with open(book, "a", encoding="utf-8") as f:
+        f.write('{"submitted": {"id": "j4", "remo')  # Blender killed mid-write
+    assert [r["id"] for r in journal.pending(book)] == ["j1", "j3"]
+    journal.compact(book)
+    assert [r["id"] for r in journal.pending(book)] == ["j1", "j3"]
+    assert len(book.read_text(encoding="utf-8").splitlines()) == 2
+    assert journal.pending(tmp_path / "none.jsonl") == []

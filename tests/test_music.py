@@ -22,7 +22,7 @@ from shotline.addon.blend import compat, runtime, shots, song
 from shotline.addon.services import animatic, registry
 from shotline.addon.services.base import Capabilities
 from shotline.panels import shot as shot_panels
-from vse import add_shot, editor_op, generate, select, set_fps
+from vse import add_service, add_shot, editor_op, generate, select, set_fps
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -56,7 +56,7 @@ def music_scene(scene, truth, tmp_path):
 
 
 def _op(scene, name, **kw):
-    with bpy.context.temp_override(**compat.scene_override(scene)):
+    with compat.operators_on(scene):
         return getattr(bpy.ops.sequencer, name)(**kw)
 
 
@@ -252,7 +252,7 @@ def test_shot_length_rounds_up_to_what_the_service_accepts(scene, monkeypatch):
         capabilities = Capabilities(durations=(5.0, 10.0))
 
     service = FiveOrTen()
-    monkeypatch.setitem(registry._SERVICES, service.id, service)
+    add_service(monkeypatch, service)
     set_fps(scene, Fraction(24))
     scene.render.resolution_x, scene.render.resolution_y = 64, 36
     shot = compat.new_effect(compat.strips(scene.sequence_editor), "six", 'TEXT', 2, 1, 144)
@@ -514,7 +514,7 @@ from shotline.addon.blend import compat, song
 def analyse():
     scene = bpy.context.scene
     compat.strips(scene.sequence_editor_create()).new_sound("Song", {wav!r}, 1, 1)
-    with bpy.context.temp_override(**compat.scene_override(scene)):
+    with compat.operators_on(scene):
         bpy.ops.sequencer.shotline_analyze_song(background=True)
     assert song.analysing(scene) is not None
 

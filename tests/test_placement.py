@@ -84,7 +84,7 @@ def test_swapping_the_take_keeps_the_users_modifier_and_transform(scene, clips, 
     set_fps(scene, Fraction(24))
     shot = add_shot(scene, "D", 1, 48)
     take = placement.place_take(scene, shot, str(clips["long24"])).strip
-    with __import__("bpy").context.temp_override(**compat.scene_override(scene)):
+    with compat.operators_on(scene):
         balance = take.modifiers.new(name="Grade", type='COLOR_BALANCE')
     balance.color_balance.gain = (1.2, 0.9, 0.8)
     take.transform.offset_x, take.transform.scale_x = 12, 1.5

@@ -17,7 +17,7 @@ import pytest
 
 from shotline.addon.blend import compat, mediafolder, runtime, shots
 from shotline.addon.services import animatic, registry
-from vse import add_shot, generate, op, select, set_fps, unwritable
+from vse import add_service, add_shot, generate, op, select, set_fps, unwritable
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_a_saved_job_is_resumed_on_open_and_never_submitted_again(small, tmp_pat
     service = _Gated()
     _Gated.submissions = 0
     _Gated.release.clear()
-    monkeypatch.setitem(registry._SERVICES, service.id, service)
+    add_service(monkeypatch, service)
     shot = add_shot(small, "resumed", 1, 30)
     shot.shotline.service = service.id
     select(small, [shot])
@@ -149,3 +149,41 @@ def test_a_media_folder_takes_cannot_be_written_into_is_refused_before_generatin
         op(small, "shotline_generate")
     assert len(runtime.queue().jobs) == jobs_before
     assert shot.shotline.status == 'FAILED' and "Cannot write takes into" in shot.shotline.status_message
+
+
+def test_a_job_submitted_after_the_last_save_is_adopted_from_the_journal(small, tmp_path, monkeypatch):
+    """Saved, then generated, then Blender gone without saving: the save knows no job, the journal does."""
+    service = _Gated()
+    _Gated.submissions = 0
+    _Gated.release.clear()
+    add_service(monkeypatch, service)
+    shot = add_shot(small, "Певица", 1, 30)
+    shot.shotline.service = service.id
+    name, shot_name = small.name, shot.name
+    blend = tmp_path / "фильм.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    shot = compat.strips_all(bpy.data.scenes[name].sequence_editor)[shot_name]
+    select(bpy.data.scenes[name], [shot])
+    op(bpy.data.scenes[name], "shotline_generate")
+    end = time.monotonic() + 60
+    while not runtime.queue().get(shot.shotline.job_id).remote_id:
+        assert time.monotonic() < end
+        runtime.pump()
+        time.sleep(0.02)
+    journal_file = tmp_path / "shotline" / "shotline-jobs.jsonl"
+    assert journal_file.is_file(), "the job was not journalled next to the file"
+    runtime.unregister()  # Blender gone, nothing saved after the submit
+    runtime.register()
+    _Gated.release.set()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.data.scenes[name]
+    shot = compat.strips_all(scene.sequence_editor)[shot_name]
+    assert runtime.busy(), "the journalled job was not adopted"
+    runtime.run_until_idle(120, interval=0.02)
+    assert shot.shotline.status == 'PLACED', shot.shotline.status_message
+    assert _Gated.submissions == 1, "submitted again"
+    assert compat.span(shots.take_strip(scene, shot)) == compat.span(shot)
+    runtime.unregister()
+    runtime.register()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert not runtime.busy(), "a placed job is adopted again"

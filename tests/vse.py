@@ -50,15 +50,22 @@ def set_fps(scene, fps: Fraction) -> None:
 def fixed_rate_service(monkeypatch, fps: Fraction):
     """An animatic that, like the cloud services, only delivers clips at `fps`: registered as a
     service a shot can pick, so requests are built from the scene as for any service."""
-    from shotline.addon.services import registry
     from shotline.addon.services.base import Capabilities
 
     class FixedRate(AnimaticService):
         id, label = f"animatic-{float(fps):g}fps", f"Animatic at {float(fps):g} fps"
         capabilities = Capabilities(first_frame=True, fps=(Fraction(fps),), max_frames=framecode.MAX_INDEX + 1)
 
-    service = FixedRate()
+    return add_service(monkeypatch, FixedRate())
+
+
+def add_service(monkeypatch, service):
+    """Register `service` for one test, listed in the shot's Service menu as the add-on's own are."""
+    from shotline.addon.blend import props
+    from shotline.addon.services import registry
+
     monkeypatch.setitem(registry._SERVICES, service.id, service)
+    props.refresh_services()
     return service
 
 
@@ -89,7 +96,7 @@ def select(scene, chosen) -> None:
 
 def op(scene, name: str, **kw):
     """Run a Shotline operator (bpy.ops.sequencer.NAME) on `scene`, as the sequencer's buttons do."""
-    with bpy.context.temp_override(**compat.scene_override(scene)):
+    with compat.operators_on(scene):
         return getattr(bpy.ops.sequencer, name)(**kw)
 
 

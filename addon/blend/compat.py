@@ -7,7 +7,7 @@ properties (left_handle ...); retiming keys behave differently (see `conform`).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import bpy
 
@@ -84,15 +84,23 @@ def content_frames(strip) -> int:
 
 
 def scene_override(scene) -> dict:
-    """A context where `scene` is the one editing operators act on.
-
-    Only the scene: an operator run with a window or area override crashes bpy 4.5 while
-    Python threads (the job workers) are running.
-    """
+    """A context where `scene` is the one editing operators act on."""
     override = dict(scene=scene)
     if HAS_SEQUENCER_SCENE:
         override["sequencer_scene"] = scene
     return override
+
+
+def operators_on(scene):
+    """A context for running operators on `scene`: none when it is already the current scene.
+
+    Blender 4.5 reads a temp_override's context from C without taking the GIL (Python 3.11's
+    PyThreadState_GetDict answers for whichever thread holds it), so an operator run under an
+    override while job workers run Python corrupts memory. The current scene needs no override."""
+    context = bpy.context
+    if context.scene == scene and (not HAS_SEQUENCER_SCENE or getattr(context, "sequencer_scene", None) == scene):
+        return nullcontext()
+    return context.temp_override(**scene_override(scene))
 
 
 def conform(strip, scene, frames: int) -> None:
@@ -111,7 +119,7 @@ def conform(strip, scene, frames: int) -> None:
     start = round(content_start(strip))
     set_span(strip, start, start + natural)  # the operator miscounts a trimmed strip (85 frames for 90)
     with _only_selected(strip, scene):
-        with bpy.context.temp_override(**scene_override(scene)):
+        with operators_on(scene):
             bpy.ops.sequencer.retiming_segment_speed_set(speed=_speed(natural, frames))
     if content_frames(strip) != frames:
         raise RuntimeError(f"retiming gave {content_frames(strip)} frames instead of {frames}")

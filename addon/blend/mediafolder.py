@@ -10,7 +10,7 @@ from pathlib import Path
 
 import bpy
 
-from .. import media
+from .. import journal, media
 from . import compat
 
 _UNSAVED = Path(tempfile.gettempdir()) / f"shotline-unsaved-{uuid.uuid4().hex[:12]}"
@@ -31,6 +31,21 @@ def root(scene) -> Path:
     if not bpy.data.filepath:
         return _UNSAVED
     return _folder_for(bpy.data.filepath, scene)
+
+
+def user_folder() -> Path:
+    """Shotline's own folder in the user's Blender configuration (kept across sessions and files)."""
+    package = __package__.rpartition(".addon.blend")[0]
+    if package.startswith("bl_ext."):
+        return Path(bpy.utils.extension_path_user(package, create=True))
+    return Path(bpy.utils.user_resource('CONFIG', path="shotline", create=True))
+
+
+def journal_file(scene) -> Path:
+    """Where the jobs of `scene` are journalled: in its media folder, or for an unsaved file in the
+    user's Shotline folder (the temporary folder may be gone after a crash)."""
+    folder = root(scene) if bpy.data.filepath else user_folder()
+    return folder / journal.FILE_NAME
 
 
 def check_writable(folder: Path) -> None:

@@ -64,7 +64,10 @@ def _song_picked(self, _context) -> None:
     song.choose_named(self.id_data, self.song)
 
 
-def _service_items(_self, _context):
+def _service_items() -> list[tuple[str, str, str]]:
+    """Fixed when the add-on loads, in the registry's order (files store the position; new services
+    are appended). Static, not an items callback: Blender 4.5 may run such a callback from the
+    interface without the GIL while job workers run Python."""
     from ..services import registry
     return [(s.id, s.label, s.label) for s in registry.all_services()]
 
@@ -77,6 +80,17 @@ class SHOTLINE_PG_take(bpy.types.PropertyGroup):
     created: StringProperty(name="Created")  # type: ignore
     fps: FloatProperty(name="FPS")  # type: ignore
     frames: IntProperty(name="Frames")  # type: ignore
+    model: StringProperty(name="Model")  # type: ignore
+    cost: FloatProperty(name="Cost", description="USD, as the service reported it or as estimated")  # type: ignore
+    cost_estimated: BoolProperty(name="Estimated", description="The service did not report the cost")  # type: ignore
+    request_key: StringProperty(name="Request", description="Fingerprint of what was asked: the same request "
+                                "again reuses this take instead of paying twice")  # type: ignore
+
+
+class SHOTLINE_PG_reference(bpy.types.PropertyGroup):
+    """A still of a character or a place the service keeps consistent."""
+
+    filepath: StringProperty(name="Image", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
 
 
 class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
@@ -90,11 +104,21 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     negative_prompt: StringProperty(name="Negative Prompt")  # type: ignore
     seed: IntProperty(name="Seed", min=0, max=2**31 - 1)  # type: ignore
     random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for each take", default=True)  # type: ignore
-    service: EnumProperty(name="Service", items=_service_items)  # type: ignore
+    service: EnumProperty(name="Service", items=_service_items())  # type: ignore
+    model: StringProperty(name="Model", description="The service's model (empty: its default)")  # type: ignore
     fit: EnumProperty(name="Fit", items=FIT_ITEMS, default='HOLD',
                       description="What to do when the take is shorter than the shot")  # type: ignore
-    reference_image: StringProperty(name="Reference Image", subtype='FILE_PATH',
+    reference_image: StringProperty(name="First Frame", subtype='FILE_PATH',
+                                    description="A still the take starts from",
                                     options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
+    last_frame_image: StringProperty(name="Last Frame", subtype='FILE_PATH', description="A still the take ends on",
+                                     options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
+    source_video: StringProperty(name="Source Video", subtype='FILE_PATH',
+                                 description="A clip the service transforms (video to video)",
+                                 options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
+    audio: StringProperty(name="Audio", subtype='FILE_PATH', description="Sound the take follows (lip-sync)",
+                          options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
+    references: CollectionProperty(type=SHOTLINE_PG_reference)  # type: ignore
     status: EnumProperty(name="Status", items=STATUS_ITEMS, default='NONE')  # type: ignore
     status_message: StringProperty(name="Status Message")  # type: ignore
     progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype='FACTOR')  # type: ignore
@@ -113,10 +137,18 @@ class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
     jobs: StringProperty(name="Jobs", description="Unfinished jobs, saved with the file")  # type: ignore
     song_analysis: StringProperty(name="Song Analysis", description="Beats, bars and sections of the song (JSON)")  # type: ignore
     song_key: StringProperty(name="Song Key", description="Content hash of the analysed song file")  # type: ignore
+    spent: FloatProperty(name="Spent", description="USD spent on this project's takes", min=0.0)  # type: ignore
+    budget: FloatProperty(name="Budget", description="USD this project may spend; no new paid job past it "
+                          "(0: no cap)", min=0.0, precision=2)  # type: ignore
 
 
-classes = (SHOTLINE_PG_take, SHOTLINE_PG_strip, SHOTLINE_PG_scene)
+classes = (SHOTLINE_PG_take, SHOTLINE_PG_reference, SHOTLINE_PG_strip, SHOTLINE_PG_scene)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def refresh_services() -> None:
+    """List the registry's services again (after one was added while the add-on runs)."""
+    SHOTLINE_PG_strip.service = EnumProperty(name="Service", items=_service_items())
 
 
 def register():

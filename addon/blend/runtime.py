@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import bpy
 from bpy.app.handlers import persistent
 
-from .. import encode, jobs, media, timing
+from .. import encode, jobs, journal, media, timing
 from ..services import registry
 from ..services.base import ServiceError
-from . import compat, identity, mediafolder, placement, shots, song
+from . import compat, identity, mediafolder, placement, prefs, shots, song
 
 log = logging.getLogger("shotline")
 
@@ -25,6 +28,7 @@ PUMP_INTERVAL = 0.1
 NO_PROMPT = "No prompt yet: write what to generate in the Prompt field (or the Text strip)"
 _queue: jobs.JobQueue | None = None
 _finished: deque[str] = deque()  # jobs whose takes wait to be placed, oldest first
+_adopted: set[str] = set()  # jobs adopted from a journal: placed on their shot whatever its latest job
 
 STATUS_BY_EVENT = {
     "queued": 'QUEUED', "started": 'GENERATING', "progress": 'GENERATING', "downloading": 'DOWNLOADING',
@@ -70,34 +74,110 @@ def _resolve_tick() -> None:
     compat.redraw_sequencers()
 
 
-def submit(scene, shot_strips) -> tuple[int, list[str]]:
-    """Queue one job per shot; returns how many were queued and a reason for each one that was not."""
+@dataclass
+class Planned:
+    """One shot ready to send: its request, what it is expected to cost, a take it would repeat."""
+
+    shot: object
+    service: object
+    request: object
+    estimate: float | None
+    same_as: int = -1  # index of a take of the shot made from this very request (-1: none)
+
+
+@dataclass
+class Plan:
+    ready: list[Planned] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def cost(self) -> float:
+        """USD the paid requests are expected to cost (unknown prices count as 0)."""
+        return sum(p.estimate or 0.0 for p in self.ready if p.same_as < 0)
+
+    @property
+    def unknown_prices(self) -> int:
+        return sum(1 for p in self.ready if p.same_as < 0 and p.estimate is None)
+
+
+def plan(scene, shot_strips, force: bool = False) -> Plan:
+    """Check every shot before anything is sent and build its request. A shot that cannot go gets
+    its reason in its status and in `problems`."""
     resolve_copies()  # a copy still carrying its original's id would take the original's job
-    problems = []
-    queued = 0
+    prefs.push()
+    result = Plan()
     for shot in shot_strips:
         props = shot.shotline
         if not shots.prompt(shot):  # placeholder text is never sent: with paid services it is money
             props.status, props.status_message = 'NONE', NO_PROMPT
-            problems.append(f"{shot.name}: no prompt yet, skipped")
+            result.problems.append(f"{shot.name}: no prompt yet, skipped")
             continue
         try:  # everything that can be known before a request is sent is checked before
             service = registry.get(props.service)
             if service.needs_network and not bpy.app.online_access:
-                raise ValueError(f"{service.label} needs online access (Preferences > System > Network)")
+                raise ValueError(f"{service.label} needs online access: nothing was sent "
+                                 "(allow it in Preferences > System > Network)")
             request = shots.build_request(scene, shot, service)
             service.check(request)
             placement.check_room(scene, shot)
-            dest = media.next_take_path(mediafolder.root(scene), shot.name,
-                                        reserved=[j.dest for j in queue().active()])
             mediafolder.check_writable(mediafolder.root(scene))
+            same_as = -1 if force or not service.needs_network else _take_of(shot, service.id, request)
         except (ValueError, KeyError, OSError, ServiceError, placement.PlacementError) as err:
             props.status, props.status_message = 'FAILED', str(err).strip("'\"")
-            problems.append(f"{shot.name}: {props.status_message}")
+            result.problems.append(f"{shot.name}: {props.status_message}")
             continue
+        result.ready.append(Planned(shot, service, request, service.estimate_cost(request), same_as))
+    return result
+
+
+def _take_of(shot, service_id: str, request) -> int:
+    """The shot's take made from exactly this request, if its file is still there (-1: none)."""
+    key = jobs.request_key(service_id, request)
+    for index, take in enumerate(shot.shotline.takes):
+        if take.request_key == key and os.path.isfile(bpy.path.abspath(take.filepath)):
+            return index
+    return -1
+
+
+def over_budget(scene, cost: float) -> str:
+    """Why sending `cost` more would pass the project's budget ("" when it would not)."""
+    budget = scene.shotline.budget
+    if budget <= 0 or cost <= 0:
+        return ""
+    running = sum(j.estimate or 0.0 for j in queue().active() if j.key.startswith(f"{scene.name}\x1f"))
+    committed = scene.shotline.spent + running
+    if committed + cost <= budget + 1e-9:
+        return ""
+    return (f"Over budget: ${committed:.2f} of ${budget:.2f} spent or running; this batch (~${cost:.2f}) "
+            f"would pass it. Raise the budget in the Project panel.")
+
+
+def submit(scene, shot_strips, force: bool = False) -> tuple[int, list[str]]:
+    """Queue one job per shot; returns how many were queued and a reason for each one that was not.
+    A shot whose request made one of its takes before shows that take again instead of paying twice
+    (unless `force`)."""
+    planned = plan(scene, shot_strips, force)
+    problems = list(planned.problems)
+    refusal = over_budget(scene, planned.cost)
+    queued = 0
+    for item in planned.ready:
+        shot, service, request = item.shot, item.service, item.request
+        props = shot.shotline
+        if item.same_as >= 0:
+            use_take(scene, shot, item.same_as)
+            props.status, props.status_message = 'PLACED', f"Same request as take {item.same_as + 1}: shown again"
+            problems.append(f"{shot.name}: the same request made take {item.same_as + 1}; shown again "
+                            "(Generate with Force to pay for a new one)")
+            continue
+        if refusal and (item.estimate or 0) > 0:
+            props.status, props.status_message = 'FAILED', refusal
+            problems.append(f"{shot.name}: {refusal}")
+            continue
+        dest = media.next_take_path(mediafolder.root(scene), shot.name, reserved=[j.dest for j in queue().active()])
         if props.job_id and (old := queue().get(props.job_id)) and not old.is_finished:
             queue().cancel(old.id)
-        job = queue().submit(job_key(scene, shot), service.id, request, dest)
+        job = queue().submit(job_key(scene, shot), service.id, request, dest,
+                             str(mediafolder.journal_file(scene)), item.estimate)
         props.job_id, props.status, props.progress, props.status_message = job.id, 'QUEUED', 0.0, ""
         queued += 1
     ensure_timer()
@@ -132,14 +212,27 @@ def pump(max_events: int = 64, budget_s: float = 0.004) -> list[jobs.Event]:
             _place(job_id)
         except Exception:
             log.exception("placing the take of job %s", job_id)
+        _end(job_id)
     if events or placed:
         compat.redraw_sequencers()
     return events
 
 
+def _end(job_id: str) -> None:
+    """The journal forgets a job once its take is placed, or it failed or was cancelled."""
+    job = queue().get(job_id)
+    if job is not None and job.journal and job.remote_id:
+        journal.ended(Path(job.journal), job.id, job.state)
+    _adopted.discard(job_id)
+
+
 def _apply(event: jobs.Event) -> None:
+    if event.kind in ("failed", "cancelled"):
+        _end(event.job_id)
     scene, shot = _current_shot(event.job_id)
     if shot is None:
+        if event.kind == "done":
+            _end(event.job_id)  # no shot to place it on: the file stays in the media folder
         return
     props = shot.shotline
     if event.kind == "done":
@@ -152,11 +245,17 @@ def _apply(event: jobs.Event) -> None:
     props.status_message = event.message
 
 
+def shot_of_job(job_id: str):
+    """(scene, shot) the job was made for, whatever job the shot has now; (None, None) once gone."""
+    job = queue().get(job_id)
+    return _shot_for(job.key) if job else (None, None)
+
+
 def _current_shot(job_id: str):
     """(scene, shot) of a job, or (None, None) once the shot is gone or has a newer job."""
     job = queue().get(job_id)
     scene, shot = _shot_for(job.key) if job else (None, None)
-    if shot is None or shot.shotline.job_id != job_id:
+    if shot is None or (shot.shotline.job_id != job_id and job_id not in _adopted):
         return None, None  # the take's file stays on disk; nothing else to do
     return scene, shot
 
@@ -181,6 +280,14 @@ def _add_take(scene, shot, job: jobs.Job) -> None:
     take.service, take.seed, take.prompt = job.service_id, job.request.seed, job.request.prompt
     take.fps = float(job.request.fps if job.result.fps is None else job.result.fps)
     take.frames = job.result.frames or 0
+    take.model = job.request.model
+    take.cost_estimated = job.result.cost is None
+    take.cost = (job.estimate or 0.0) if job.result.cost is None else job.result.cost
+    scene.shotline.spent += take.cost
+    try:
+        take.request_key = jobs.request_key(job.service_id, job.request)
+    except OSError:  # an input file gone since: the take simply cannot be matched again
+        take.request_key = ""
     take.created = time.strftime("%Y-%m-%d %H:%M")
     props.active_take = len(props.takes) - 1
     props.progress = 1.0
@@ -296,8 +403,37 @@ def _load_post(*_args) -> None:
                 queue().resume(record)
             except (KeyError, ValueError) as err:
                 log.warning("cannot resume a saved job: %s", err)
+    adopt_journalled()
     if busy():
         ensure_timer()
+
+
+def adopt_journalled() -> int:
+    """Adopt the jobs the journals hold for this file's shots that the file does not know of (it
+    was saved before they were submitted, or Blender was killed): they are polled, fetched and
+    placed, never submitted again. Returns how many were adopted."""
+    files = {mediafolder.journal_file(scene) for scene in bpy.data.scenes if hasattr(scene, "shotline")}
+    files.add(mediafolder.user_folder() / journal.FILE_NAME)
+    adopted = 0
+    for path in sorted(files):
+        for record in journal.pending(path):
+            scene_name, _, shot_id = str(record.get("key", "")).partition("\x1f")
+            scene = bpy.data.scenes.get(scene_name)
+            shot = shots.by_id(scene, shot_id) if scene and hasattr(scene, "shotline") else None
+            if shot is None or queue().get(record["id"]) is not None:
+                continue  # another project's job, or one the file already resumed
+            try:
+                job = queue().resume(record)
+            except (KeyError, ValueError) as err:
+                log.warning("cannot adopt a journalled job: %s", err)
+                continue
+            _adopted.add(job.id)
+            current = queue().get(shot.shotline.job_id)
+            if current is None or current.is_finished or current.created < job.created:
+                shot.shotline.job_id, shot.shotline.status = job.id, 'GENERATING'
+                shot.shotline.status_message = "Adopted from the job journal"
+            adopted += 1
+    return adopted
 
 
 _HANDLERS = (("save_pre", _save_pre), ("save_post", _save_post), ("save_post_fail", _save_post_fail),
@@ -319,6 +455,7 @@ def unregister():
         if fn in handlers:
             handlers.remove(fn)
     _finished.clear()
+    _adopted.clear()
     if _queue is not None:
         _queue.shutdown(wait=True, timeout=10)
         _queue = None

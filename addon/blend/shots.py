@@ -88,8 +88,19 @@ def is_untouched(strip) -> bool:
     """A shot Shotline made that the director has not used yet: no prompt, negative prompt or
     reference image, no takes, no job."""
     props = strip.shotline
-    return not (prompt(strip) or props.negative_prompt.strip() or props.reference_image or len(props.takes)
-                or props.job_id)
+    return not (prompt(strip) or props.negative_prompt.strip() or props.reference_image or props.last_frame_image
+                or props.source_video or props.audio or len(props.references) or len(props.takes) or props.job_id)
+
+
+def _input_file(props, name: str, label: str) -> str:
+    """The absolute path of one of the shot's input files, or ""; a missing file is refused now."""
+    value = getattr(props, name)
+    if not value:
+        return ""
+    path = bpy.path.abspath(value)
+    if not os.path.isfile(path):
+        raise ValueError(f"The {label} is missing: {path}")
+    return path
 
 
 def build_request(scene, shot, service) -> Request:
@@ -97,22 +108,25 @@ def build_request(scene, shot, service) -> Request:
     text = prompt(shot)
     if not text:
         raise ValueError(f"Shot \"{shot.name}\" has no prompt")
+    props = shot.shotline
     left, right = compat.span(shot)
     fps = scene_fps(scene)
-    caps = service.capabilities
-    clip_fps = fps if not caps.fps or fps in caps.fps else max(caps.fps)
+    caps = service.capabilities_for(props.model)
+    clip_fps = fps if not caps.fps or fps in caps.fps else min(caps.fps, key=lambda r: (abs(r - fps), -r))
     frames = timing.request_frames(right - left, fps, clip_fps, caps.durations, caps.frame_multiple, caps.max_frames,
                                    compat.RETIMES_TO_LAST_FRAME)
-    props = shot.shotline
     if props.random_seed:
         props.seed = random.randrange(2**31)
     percent = scene.render.resolution_percentage / 100
-    reference = bpy.path.abspath(props.reference_image) if props.reference_image else ""
-    if reference and not os.path.isfile(reference):
-        raise ValueError(f"The reference image is missing: {reference}")
+    references = tuple(_input_file(r, "filepath", "reference image") for r in props.references if r.filepath)
     return Request(
         shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed,
-        frames=frames, fps=clip_fps, reference_image=reference,
+        frames=frames, fps=clip_fps, model=props.model,
+        reference_image=_input_file(props, "reference_image", "first-frame image"),
+        last_frame_image=_input_file(props, "last_frame_image", "last-frame image"),
+        source_video=_input_file(props, "source_video", "source video"),
+        audio=_input_file(props, "audio", "audio file"),
+        reference_images=references,
         # even sizes: H.264 needs them
         width=max(2, int(scene.render.resolution_x * percent) // 2 * 2),
         height=max(2, int(scene.render.resolution_y * percent) // 2 * 2),

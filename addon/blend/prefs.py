@@ -1,0 +1,90 @@
+"""Add-on preferences: each cloud service's key and address, and when to ask before paying.
+
+Keys live in Blender's user preferences (never in a .blend). They reach the services through
+`services.config` by `push()`, called before anything is sent: no update callbacks (Blender 4.5
+may run those without the GIL while job workers run Python).
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import FloatProperty, StringProperty
+
+from ..services import config, registry
+from ..services.cloud import CloudService
+
+PACKAGE = __package__.rpartition(".addon.blend")[0]
+
+
+def cloud_services() -> list[CloudService]:
+    return [s for s in registry.all_services() if isinstance(s, CloudService)]
+
+
+def _annotations() -> dict:
+    fields = {}
+    for service in cloud_services():
+        fields[f"{service.id}_key"] = StringProperty(
+            name=f"{service.label} Key", subtype='PASSWORD',
+            description=f"Empty: the {service.key_env} environment variable")
+        fields[f"{service.id}_url"] = StringProperty(
+            name="API Address", description=f"Empty: {service.default_url} (or SHOTLINE_{service.id.upper()}_URL); "
+            "a company gateway or proxy otherwise")
+    fields["confirm_above"] = FloatProperty(
+        name="Confirm Batches Above", description="Ask before sending a batch estimated to cost more (USD)",
+        default=5.0, min=0.0, precision=2)
+    return fields
+
+
+class SHOTLINE_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = PACKAGE
+    __annotations__ = _annotations()
+
+    def draw(self, context):
+        from ..blend import connection
+
+        layout = self.layout
+        layout.prop(self, "confirm_above")
+        for service in cloud_services():
+            box = layout.box()
+            row = box.row()
+            row.label(text=service.label, icon='URL')
+            op = row.operator("preferences.shotline_test_connection", text="Test Connection")
+            op.service = service.id
+            box.prop(self, f"{service.id}_key")
+            box.prop(self, f"{service.id}_url")
+            answer = connection.answer(service.id)
+            if answer:
+                box.label(text=answer.text, icon='CHECKMARK' if answer.ok else 'ERROR')
+
+
+def get() -> SHOTLINE_AP_preferences | None:
+    addon = bpy.context.preferences.addons.get(PACKAGE)
+    return addon.preferences if addon else None
+
+
+def push() -> None:
+    """Hand the keys and addresses to the services (main thread; workers read them from config)."""
+    prefs = get()
+    for service in cloud_services():
+        config.set_key(service.id, getattr(prefs, f"{service.id}_key", "") if prefs else "")
+        config.set_url(service.id, getattr(prefs, f"{service.id}_url", "") if prefs else "")
+
+
+def confirm_above() -> float:
+    prefs = get()
+    return prefs.confirm_above if prefs else 5.0
+
+
+classes = (SHOTLINE_AP_preferences,)
+_register, _unregister = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register()
+    push()
+
+
+def unregister():
+    from . import connection
+    connection.stop()
+    _unregister()
