@@ -423,11 +423,14 @@ class JobQueue:
             task.remote_id = service.submit(task.request, ctl)
             self._note_submitted(task)
             self._post(Event(task.job_id, "progress", message="Submitted", remote_id=task.remote_id))
+        polling_since = time.monotonic()
         while True:
             ctl.check()
             status = service.poll(task.remote_id, ctl)
             if status.done:
                 break
+            if service.max_wait and time.monotonic() - polling_since > service.max_wait:
+                raise self._overdue(task)
             self._post(Event(task.job_id, "progress", status.progress, status.message or "Generating"))
             ctl.sleep(service.poll_interval)
         self._post(Event(task.job_id, "downloading", None, "Downloading"))
@@ -440,6 +443,22 @@ class JobQueue:
         os.replace(part, task.dest)
         return dataclasses.replace(result, path=task.dest) if result else Result(path=task.dest)
 
+    @staticmethod
+    def _overdue(task: _Task) -> ServiceError:
+        """A job polled past its service's limit: cancelled where the service can, else left to run."""
+        service = task.service
+        label = service.label or task.service_id
+        minutes = f"{service.max_wait / 60:.0f} min" if service.max_wait >= 60 else f"{service.max_wait:g} s"
+        if service.capabilities_for(task.request.model).can_cancel:
+            try:
+                service.cancel(task.remote_id)
+            except Exception:
+                log.warning("job %s: the service's cancel failed", task.job_id, exc_info=True)
+            return ServiceError(f"{label} had not finished after {minutes}; the job was cancelled. "
+                                "Generate again to retry.")
+        return ServiceError(f"{label} had not finished after {minutes}. It may still finish and be billed: "
+                            f"check the {label} dashboard. Generate again to retry.")
+
     def _note_submitted(self, task: _Task) -> None:
         """Before anything else: a Blender killed from here on leaves the job in the journal."""
         if not task.journal:
@@ -451,12 +470,16 @@ class JobQueue:
 
     def _cancel_remote(self, task: _Task) -> None:
         """Tell the service to stop (best effort), then report the job cancelled."""
+        message = "Cancelled"
         if task.remote_id:
             try:
                 task.service.cancel(task.remote_id)
             except Exception:
                 log.warning("job %s: the service's cancel failed", task.job_id, exc_info=True)
-        self._post(Event(task.job_id, "cancelled", message="Cancelled"))
+            if not task.service.capabilities_for(task.request.model).can_cancel:
+                label = task.service.label or task.service_id
+                message = f"Cancelled here; {label} cannot stop a started job: it still runs and is billed"
+        self._post(Event(task.job_id, "cancelled", message=message))
 
 
 def _reason(e: BaseException, with_type: bool = False) -> str:

@@ -42,9 +42,13 @@ class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
         scene = scene_with_editor(context)
         for note in runtime.resolve_copies():
             self.report({'INFO'}, note)
-        queued, problems = runtime.submit(scene, selected_shots(context), self.force)
+        queued, problems, reused = runtime.submit(scene, selected_shots(context), self.force)
         for problem in problems:
             self.report({'WARNING'}, problem)
+        for note in reused:
+            self.report({'INFO'}, note)
+        if not queued and reused:
+            return {'FINISHED'}
         if not queued:
             self.report({'ERROR'}, "Nothing was queued" + (f": {problems[0]}" if problems else ""))
             return {'CANCELLED'}

@@ -145,7 +145,7 @@ class SEQUENCER_OT_shotline_retry_job(bpy.types.Operator):
         if shot is None:
             self.report({'ERROR'}, "The job's shot is gone")
             return {'CANCELLED'}
-        queued, problems = runtime.submit(scene, [shot], force=True)
+        queued, problems, _reused = runtime.submit(scene, [shot], force=True)
         for problem in problems:
             self.report({'WARNING'}, problem)
         return {'FINISHED'} if queued else {'CANCELLED'}

@@ -122,15 +122,18 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
         if not props.prompt and shot.type == 'TEXT':
             text = shots.prompt(shot)
             layout.label(text=f"Using the strip's text: {text[:60]}" if text else runtime.NO_PROMPT, icon='INFO')
-        layout.prop(props, "negative_prompt")
-        row = layout.row(align=True)
-        row.prop(props, "random_seed", text="", icon='FILE_REFRESH')
-        row.prop(props, "seed")
         layout.prop(props, "service")
         service = registry.get(props.service)
         if service.models():
             layout.menu("SEQUENCER_MT_shotline_models", text=props.model or "Default Model", icon='NODE')
+            layout.prop(props, "options")
         caps = service.capabilities_for(props.model)
+        if caps.negative_prompt or props.negative_prompt:
+            layout.prop(props, "negative_prompt")
+        if caps.seed:
+            row = layout.row(align=True)
+            row.prop(props, "random_seed", text="", icon='FILE_REFRESH')
+            row.prop(props, "seed")
         layout.prop(props, "fit")
         # only what this service and model accept; a value set for another one stays and is refused on Generate
         for name, accepted in (("reference_image", caps.first_frame), ("last_frame_image", caps.last_frame),
@@ -147,7 +150,8 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
                 row.prop(reference, "filepath", text="")
                 row.operator("sequencer.shotline_remove_reference", text="", icon='X').index = index
         if caps.price_per_second:
-            seconds = shot.frame_final_duration / shots.scene_fps(shot.id_data)
+            left, right = compat.span(shot)
+            seconds = (right - left) / shots.scene_fps(shot.id_data)
             layout.label(text=f"About ${float(seconds) * caps.price_per_second:.2f} per take", icon='FUND')
         status_row = layout.row()
         status = props.bl_rna.properties["status"].enum_items[props.status]
@@ -157,6 +161,8 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
             status_row.label(text=status.name, icon=status.icon)
         if props.status_message:
             layout.label(text=props.status_message)
+        if props.status_message.startswith(runtime.SAME_REQUEST):
+            layout.operator("sequencer.shotline_generate", text="Pay for a New Take", icon='FUND').force = True
         if props.status in {'QUEUED', 'GENERATING', 'DOWNLOADING'}:
             layout.operator("sequencer.shotline_cancel", icon='CANCEL').all = False
         layout.template_list("SEQUENCER_UL_shotline_takes", "", props, "takes", props, "active_take", rows=3)

@@ -11,6 +11,8 @@ Options:
     --service ID --model M  with --generate: the service (animatic, fal, replicate, runway, luma, veo)
                             and its model for those shots (default: each shot's own)
     --force                 with --generate: pay for a new take even when the same request made one
+    --online                allow network access for this run (cloud services need it; Blender's
+                            own switch is --online-mode, or Preferences > System > Network)
     --save PATH             where to save (default: over FILE.blend)
 Prints one line per step, one per shot as its take is placed or fails, and a JSON summary of
 the shots at the end; exits 1 if a shot failed.
@@ -92,6 +94,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--service", help="with --generate: the service for the shots generated")
     parser.add_argument("--model", help="with --generate: the service's model")
     parser.add_argument("--force", action="store_true", help="with --generate: never reuse an earlier take")
+    parser.add_argument("--online", action="store_true", help="allow network access for this run")
     parser.add_argument("--save")
     return parser.parse_args(argv)
 
@@ -120,20 +123,25 @@ def load(args: argparse.Namespace):
 
 
 def choose_service(addon, todo: list, service_id: str | None, model: str | None) -> None:
-    """Set --service and --model on the shots to generate; refuse an unknown one by name."""
+    """Set --service and --model on the shots to generate; an unknown one is refused by name
+    before anything else happens."""
     registry = import_module(addon.__name__ + ".addon.services.registry")
+
+    def check_model(service) -> None:
+        models = service.models()
+        if model and models and model not in models:
+            raise SystemExit(f"--model {model}: {service.id} has no such model (it has: {', '.join(models)})")
+
     if service_id:
         known = [s.id for s in registry.all_services()]
         if service_id not in known:
             raise SystemExit(f"--service {service_id}: no such service (there are: {', '.join(known)})")
+        check_model(registry.get(service_id))
     for shot in todo:
         if service_id:
             shot.shotline.service = service_id
         if model is not None:
-            models = registry.get(shot.shotline.service).models()
-            if model and models and model not in models:
-                raise SystemExit(f"--model {model}: {shot.shotline.service} has no such model "
-                                 f"(it has: {', '.join(models)})")
+            check_model(registry.get(shot.shotline.service))
             shot.shotline.model = model
 
 
@@ -170,12 +178,16 @@ def main(argv: list[str]) -> int:
                 raise SystemExit(f"--lay-out takes every:N, sections or list:PATH, not {args.lay_out!r}")
     except RuntimeError as err:  # an operator's error report
         raise SystemExit(str(err).strip()) from None
+    if args.online:
+        bpy.context.preferences.system.use_online_access = True
     if args.generate:
         todo = [s for s in shots.shots(scene) if args.all or not len(s.shotline.takes)]
         choose_service(addon, todo, args.service, args.model)
-        queued, problems = runtime.submit(scene, todo, force=args.force)
+        queued, problems, reused = runtime.submit(scene, todo, force=args.force)
         for problem in problems:
             print(f"not queued: {problem}", flush=True)
+        for note in reused:
+            print(f"reused: {note}", flush=True)
         print(f"generating {queued} shots", flush=True)
         running = [s for s in todo if s.shotline.status == 'QUEUED']
         finished = []

@@ -105,7 +105,7 @@ def generate(scene, shot_strips, on_pump=None, timeout: float = 900) -> float:
     from shotline.addon.blend import runtime
 
     started = time.perf_counter()
-    queued, problems = runtime.submit(scene, shot_strips)
+    queued, problems, _reused = runtime.submit(scene, shot_strips)
     if problems:
         raise RuntimeError("; ".join(problems))
     runtime.run_until_idle(timeout, on_pump=on_pump)

@@ -56,3 +56,21 @@ def scene(addon):
         pass  # the test opened a file: its scenes are gone with the old one
     if bpy.data.filepath:  # the test saved or opened a file: the next one starts unsaved, as Blender does
         bpy.ops.wm.read_homefile(use_empty=True)
+
+
+@pytest.fixture
+def queue():
+    """Makes a JobQueue for a service (test-sized retry delay); each one is shut down after the test.
+    Goes with drive.run and drive.pump (tests/drive.py)."""
+    from drive import TIMEOUT
+    from shotline.addon.jobs import JobQueue
+
+    queues = []
+
+    def make(service):
+        queues.append(JobQueue({service.id: service}, retry_delay=0.01))
+        return queues[-1]
+
+    yield make
+    for q in queues:
+        assert q.shutdown(wait=True, timeout=TIMEOUT)

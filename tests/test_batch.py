@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -40,8 +41,9 @@ def _song_file(folder: Path) -> Path:
     return blend
 
 
-def _batch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=timeout)
+def _batch(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,37 @@ def test_batch_prints_a_line_per_step_and_per_shot_not_blenders_log(generated):
              r"  Shot 0[1-4]: placed \(\d/4\)", r"saved .*/done\.blend", r"\{.*\}"]
     assert [line for line in lines if not any(re.fullmatch(step, line) for step in steps)] == []
     assert len(lines) == 10  # opened, analysed, laid out, generating, 4 shots, saved, the summary
+
+
+def test_batch_generates_with_the_service_and_model_asked_for(tmp_path):
+    from fakes.clips import real_clip
+    from fakes.runway import KEY, FakeRunway
+    from fakes.server import Cdn
+
+    blend = _song_file(tmp_path)
+    listing = tmp_path / "shots.csv"
+    listing.write_text("Bars;Prompt\n4;Певица в неоновом дожде\n", encoding="utf-8")
+    cdn = Cdn()
+    fake = FakeRunway(cdn, steps=("RUNNING",))
+    fake.clip = lambda *_job: real_clip(Fraction(24), 240)
+    env = dict(os.environ, RUNWAYML_API_SECRET=KEY, SHOTLINE_RUNWAY_URL=fake.url)
+    try:
+        offline = _batch(str(blend), "--analyze", "--lay-out", f"list:{listing}", "--generate", "--service", "runway",
+                         "--model", "gen4.5", env=env)
+        assert offline.returncode == 1 and "needs online access" in offline.stdout and fake.calls == []
+        run = _batch(str(blend), "--analyze", "--lay-out", f"list:{listing}", "--generate", "--service", "runway",
+                     "--model", "gen4.5", "--online", env=env)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        (shot,) = json.loads(run.stdout.strip().splitlines()[-1])["shots"]
+        assert shot["status"] == 'PLACED' and fake.creates == 1
+        assert fake.bodies[0]["model"] == "gen4.5"
+        wrong = _batch(str(blend), "--generate", "--service", "sora", env=env)
+        assert wrong.returncode != 0 and "--service sora: no such service" in wrong.stderr
+        wrong = _batch(str(blend), "--generate", "--service", "runway", "--model", "gen9", env=env)
+        assert wrong.returncode != 0 and "--model gen9: runway has no such model" in wrong.stderr
+    finally:
+        fake.close()
+        cdn.close()
 
 
 def test_batch_says_what_is_wrong(tmp_path):

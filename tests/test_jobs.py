@@ -500,3 +500,13 @@ def test_the_journal_skips_a_torn_line_and_forgets_ended_jobs(tmp_path):
     assert [r["id"] for r in journal.pending(book)] == ["j1", "j3"]
     assert len(book.read_text(encoding="utf-8").splitlines()) == 2
     assert journal.pending(tmp_path / "none.jsonl") == []
+
+
+def test_a_job_polled_past_its_services_limit_fails_and_is_cancelled(tmp_path, make_queue):
+    svc = FakeService(polls=10**6)
+    svc.max_wait = 0.2
+    q = make_queue(svc)
+    job = q.submit("shot", "fake", REQUEST, tmp_path / "take_001.mp4")
+    pump_until(q, lambda: job.is_finished)
+    assert job.state == "failed" and "Fake had not finished after 0.2 s; the job was cancelled" in job.message
+    assert svc.cancelled == ["remote-1"] and svc.submits == 1

@@ -19,13 +19,14 @@ import pytest
 
 import signals
 from shotline.addon.blend import compat, runtime, shots, song
+from shotline.addon.services import registry
 from shotline.panels import shot as shot_panels
 from test_music import _write_wav
 from vse import add_shot, generate, set_fps
 
 UILAYOUT = bpy.types.UILayout.bl_rna
 CONTAINERS = frozenset({"row", "column", "box", "split", "column_flow", "grid_flow"})
-DRAWN = frozenset({"label", "prop", "prop_search", "operator", "template_list", "progress", "separator",
+DRAWN = frozenset({"label", "prop", "prop_search", "operator", "template_list", "progress", "separator", "menu",
                    "separator_spacer"})
 PROJECT, MUSIC, SHOT = (shot_panels.SEQUENCER_PT_shotline_project, shot_panels.SEQUENCER_PT_shotline_music,
                         shot_panels.SEQUENCER_PT_shotline_shot)
@@ -131,6 +132,11 @@ class Layout:
             raise AssertionError(f"no operator {entry.args['operator']!r} is registered") from None
         entry.args["props"] = {}
         return OperatorProperties(rna, entry.args["props"])
+
+    def _menu(self, entry):
+        menu = getattr(bpy.types, entry.args["menu"], None)
+        assert isinstance(menu, type) and issubclass(menu, bpy.types.Menu), \
+            f"no menu {entry.args['menu']!r} is registered"
 
     def _template_list(self, entry):
         """Check the list's data as Blender does, then draw every row with the UIList's draw_item."""
@@ -270,7 +276,7 @@ def test_running_jobs_can_all_be_cancelled(scene):
     scene.render.resolution_x, scene.render.resolution_y = 64, 36
     shot = add_shot(scene, "Running", 1, 48, channel=2)
     try:
-        assert runtime.submit(scene, [shot]) == (1, [])
+        assert runtime.submit(scene, [shot]) == (1, [], [])
         log = _draw(PROJECT, scene)
         assert _labels(log)[-1] == ("1 job(s) running", 'TIME')
         assert _operators(log)[-1] == ("sequencer.shotline_cancel", "Cancel All", {"all": True})
@@ -317,7 +323,7 @@ def test_every_status_of_a_shot(scene, status, shown, cancels):
     _show(scene, shot)
     log = _draw(SHOT, scene)
     assert _labels(log)[0] == ("Status shot", 'SEQUENCE')
-    assert _props(log) == ["prompt", "negative_prompt", "random_seed", "seed", "service", "fit", "reference_image"]
+    assert _props(log) == ["prompt", "service", "negative_prompt", "random_seed", "seed", "fit", "reference_image"]
     method, text, style = shown
     drawn = [d.args for d in log if d.method == method and d.args.get("text") == text]
     assert len(drawn) == 1, (text, _labels(log))
@@ -383,3 +389,27 @@ def test_a_placed_shot_lists_its_takes_from_its_take_strip_too(scene):
             ("operator", "", 'PLAY'),
         ]
         assert [props for name, _t, props in _operators(rows)] == [{"index": 0}, {"index": 1}]
+
+
+@pytest.mark.parametrize("service, model, fields", [
+    ("luma", "ray-2", ["prompt", "service", "options", "fit"]),
+    ("luma", "ray-3.2", ["prompt", "service", "options", "fit", "reference_image", "last_frame_image"]),
+    ("runway", "veo3.1", ["prompt", "service", "options", "negative_prompt", "fit", "reference_image",
+                          "last_frame_image"]),
+    ("runway", "aleph2", ["prompt", "service", "options", "random_seed", "seed", "fit", "source_video"]),
+], ids=["luma ray-2", "luma ray-3.2", "runway veo3.1", "runway aleph2"])
+def test_the_shot_panel_offers_only_what_the_model_takes(scene, service, model, fields):
+    shot = add_shot(scene, "Model shot", 1, 24)
+    shot.shotline.service, shot.shotline.model = service, model
+    _show(scene, shot)
+    log = _draw(SHOT, scene)
+    assert _props(log) == fields
+    menus = [d.args for d in log if d.method == "menu"]
+    assert menus == [{"menu": "SEQUENCER_MT_shotline_models", "text": model, "icon": 'NODE'}]
+    shot.shotline.negative_prompt = "blurry"  # set for another model: still shown, and refused on Generate
+    assert "negative_prompt" in _props(_draw(SHOT, scene))
+    from shotline.operators.services import SEQUENCER_MT_shotline_models
+
+    choices = [props["model"] for name, _text, props in _operators(_draw(SEQUENCER_MT_shotline_models, scene))
+               if name == "sequencer.shotline_set_model"]
+    assert choices[0] == "" and model in choices and len(choices) == 1 + len(registry.get(service).models())

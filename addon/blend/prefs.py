@@ -10,7 +10,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import FloatProperty, StringProperty
 
-from ..services import config, registry
+from ..services import config, models, registry
 from ..services.cloud import CloudService
 
 PACKAGE = __package__.rpartition(".addon.blend")[0]
@@ -20,12 +20,19 @@ def cloud_services() -> list[CloudService]:
     return [s for s in registry.all_services() if isinstance(s, CloudService)]
 
 
+def _field(config_id: str) -> str:
+    return config_id.replace("-", "_") + "_key"
+
+
 def _annotations() -> dict:
     fields = {}
     for service in cloud_services():
         fields[f"{service.id}_key"] = StringProperty(
             name=f"{service.label} Key", subtype='PASSWORD',
             description=f"Empty: the {service.key_env} environment variable")
+        for config_id, label, env in service.extra_keys:
+            fields[_field(config_id)] = StringProperty(
+                name=label, subtype='PASSWORD', description=f"Empty: {env}, else the {service.label} key")
         fields[f"{service.id}_url"] = StringProperty(
             name="API Address", description=f"Empty: {service.default_url} (or SHOTLINE_{service.id.upper()}_URL); "
             "a company gateway or proxy otherwise")
@@ -51,6 +58,8 @@ class SHOTLINE_AP_preferences(bpy.types.AddonPreferences):
             op = row.operator("preferences.shotline_test_connection", text="Test Connection")
             op.service = service.id
             box.prop(self, f"{service.id}_key")
+            for config_id, _label, _env in service.extra_keys:
+                box.prop(self, _field(config_id))
             box.prop(self, f"{service.id}_url")
             answer = connection.answer(service.id)
             if answer:
@@ -68,6 +77,8 @@ def push() -> None:
     for service in cloud_services():
         config.set_key(service.id, getattr(prefs, f"{service.id}_key", "") if prefs else "")
         config.set_url(service.id, getattr(prefs, f"{service.id}_url", "") if prefs else "")
+        for config_id, _label, _env in service.extra_keys:
+            config.set_key(config_id, getattr(prefs, _field(config_id), "") if prefs else "")
 
 
 def confirm_above() -> float:
@@ -80,8 +91,11 @@ _register, _unregister = bpy.utils.register_classes_factory(classes)
 
 
 def register():
+    from . import mediafolder
+
     _register()
     push()
+    models.use(mediafolder.user_folder())  # models.json there adds models or overrides shipped ones
 
 
 def unregister():

@@ -106,6 +106,8 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     random_seed: BoolProperty(name="Random Seed", description="Pick a new seed for each take", default=True)  # type: ignore
     service: EnumProperty(name="Service", items=_service_items())  # type: ignore
     model: StringProperty(name="Model", description="The service's model (empty: its default)")  # type: ignore
+    options: StringProperty(name="Options", description="The model's own settings as JSON, sent as they are "
+                            "(e.g. {\"cfg_scale\": 0.5})")  # type: ignore
     fit: EnumProperty(name="Fit", items=FIT_ITEMS, default='HOLD',
                       description="What to do when the take is shorter than the shot")  # type: ignore
     reference_image: StringProperty(name="First Frame", subtype='FILE_PATH',

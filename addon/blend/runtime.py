@@ -13,6 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import bpy
 from bpy.app.handlers import persistent
@@ -25,6 +26,7 @@ from . import compat, identity, mediafolder, placement, prefs, shots, song
 log = logging.getLogger("shotline")
 
 PUMP_INTERVAL = 0.1
+SAME_REQUEST = "Same request as take"  # the status of a shot shown its earlier take instead of paying again
 NO_PROMPT = "No prompt yet: write what to generate in the Prompt field (or the Text strip)"
 _queue: jobs.JobQueue | None = None
 _finished: deque[str] = deque()  # jobs whose takes wait to be placed, oldest first
@@ -152,12 +154,18 @@ def over_budget(scene, cost: float) -> str:
             f"would pass it. Raise the budget in the Project panel.")
 
 
-def submit(scene, shot_strips, force: bool = False) -> tuple[int, list[str]]:
-    """Queue one job per shot; returns how many were queued and a reason for each one that was not.
-    A shot whose request made one of its takes before shows that take again instead of paying twice
-    (unless `force`)."""
+class Submitted(NamedTuple):
+    queued: int
+    problems: list[str]  # a reason for each shot that could not go
+    reused: list[str]  # a note for each shot whose identical request made one of its takes before
+
+
+def submit(scene, shot_strips, force: bool = False) -> Submitted:
+    """Queue one job per shot. A shot whose request made one of its takes before shows that take
+    again instead of paying twice (unless `force`)."""
     planned = plan(scene, shot_strips, force)
     problems = list(planned.problems)
+    reused = []
     refusal = over_budget(scene, planned.cost)
     queued = 0
     for item in planned.ready:
@@ -165,9 +173,9 @@ def submit(scene, shot_strips, force: bool = False) -> tuple[int, list[str]]:
         props = shot.shotline
         if item.same_as >= 0:
             use_take(scene, shot, item.same_as)
-            props.status, props.status_message = 'PLACED', f"Same request as take {item.same_as + 1}: shown again"
-            problems.append(f"{shot.name}: the same request made take {item.same_as + 1}; shown again "
-                            "(Generate with Force to pay for a new one)")
+            props.status, props.status_message = 'PLACED', f"{SAME_REQUEST} {item.same_as + 1}: shown again"
+            reused.append(f"{shot.name}: the same request made take {item.same_as + 1}; shown again "
+                          "(Generate with Force to pay for a new one)")
             continue
         if refusal and (item.estimate or 0) > 0:
             props.status, props.status_message = 'FAILED', refusal
@@ -181,7 +189,7 @@ def submit(scene, shot_strips, force: bool = False) -> tuple[int, list[str]]:
         props.job_id, props.status, props.progress, props.status_message = job.id, 'QUEUED', 0.0, ""
         queued += 1
     ensure_timer()
-    return queued, problems
+    return Submitted(queued, problems, reused)
 
 
 def cancel(job_ids=None) -> int:

@@ -121,7 +121,7 @@ def build_request(scene, shot, service) -> Request:
     references = tuple(_input_file(r, "filepath", "reference image") for r in props.references if r.filepath)
     return Request(
         shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed,
-        frames=frames, fps=clip_fps, model=props.model,
+        frames=frames, fps=clip_fps, model=props.model, options=props.options.strip(),
         reference_image=_input_file(props, "reference_image", "first-frame image"),
         last_frame_image=_input_file(props, "last_frame_image", "last-frame image"),
         source_video=_input_file(props, "source_video", "source video"),

@@ -127,6 +127,7 @@ class Service:
     capabilities: Capabilities = Capabilities()
     max_concurrency: int = 2
     poll_interval: float = 2.0
+    max_wait: float = 0.0  # seconds of polling before a job counts as lost (0: no limit)
     needs_network: bool = True
 
     def models(self) -> list[str]:

@@ -14,7 +14,9 @@ class CloudService(Service):
     key_env: str = ""  # the official environment variable of its key
     default_url: str = ""
     headers: dict[str, str] = {}  # extra headers every call needs (e.g. an API version)
+    extra_keys: tuple[tuple[str, str, str], ...] = ()  # (config id, label, environment variable) of other keys
     poll_interval = 5.0
+    max_wait = 30 * 60.0  # a job still running after this is lost: cancelled where the service can
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}

@@ -337,6 +337,10 @@ def _never_sent(e: requests.ConnectionError) -> bool:
 
 def _short(e: Exception) -> str:
     text = " ".join(str(e).split())
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the server closed the connection without answering"
+    if "ConnectionResetError" in text or "Connection reset" in text:
+        return "the connection was reset"
     match = re.search(r"\]\s*([^\]'\")]+)['\")]*$", text)  # urllib3's nested reason, last part
     text = match.group(1).strip() if match else text
     return text[:160] or type(e).__name__

@@ -1,11 +1,19 @@
-"""The services Shotline knows, by id. The first one is the default."""
+"""The services Shotline knows, by id. The first one is the default.
+
+Files store a shot's service by its position in this list: add new services at the end."""
 
 from __future__ import annotations
 
 from .animatic import AnimaticService
 from .base import Service
+from .fal import FalService
+from .luma import LumaService
+from .replicate import ReplicateService
+from .runway import RunwayService
+from .veo import VeoService
 
-_SERVICES: dict[str, Service] = {s.id: s for s in (AnimaticService(),)}
+_SERVICES: dict[str, Service] = {s.id: s for s in (AnimaticService(), FalService(), ReplicateService(),
+                                                   RunwayService(), LumaService(), VeoService())}
 
 
 def all_services() -> list[Service]:
