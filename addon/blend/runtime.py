@@ -420,10 +420,12 @@ def adopt_journalled() -> int:
     """Adopt the jobs the journals hold for this file's shots that the file does not know of (it
     was saved before they were submitted, or Blender was killed): they are polled, fetched and
     placed, never submitted again. Returns how many were adopted."""
-    files = {mediafolder.journal_file(scene) for scene in bpy.data.scenes if hasattr(scene, "shotline")}
-    files.add(mediafolder.user_folder() / journal.FILE_NAME)
+    own = {mediafolder.journal_file(scene) for scene in bpy.data.scenes if hasattr(scene, "shotline")}
+    shared = mediafolder.user_folder() / journal.FILE_NAME  # unsaved files' jobs, of any Blender running
+    for path in own - {shared}:
+        journal.compact(path)  # ended jobs go: the file stays small over months of work
     adopted = 0
-    for path in sorted(files):
+    for path in sorted(own | {shared}):
         for record in journal.pending(path):
             scene_name, _, shot_id = str(record.get("key", "")).partition("\x1f")
             scene = bpy.data.scenes.get(scene_name)
