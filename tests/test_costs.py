@@ -120,13 +120,18 @@ def test_test_connection_answers_in_the_preferences(runway, scene):
     assert not answer.ok and "Online access is off" in answer.text
 
 
-def test_the_preferences_offer_a_hidden_key_an_address_and_test_connection_per_service():
+def test_the_preferences_offer_a_hidden_key_an_address_and_test_connection_per_service(scene):
     settings = prefs.get()
-    for service in prefs.cloud_services():
+    for service in prefs.configurable_services():
         key = settings.bl_rna.properties[f"{service.id}_key"]
         assert key.subtype == 'PASSWORD'
         assert f"{service.id}_url" in settings.bl_rna.properties
-    assert {s.id for s in prefs.cloud_services()} == {"fal", "replicate", "runway", "luma", "veo"}
+    log = _draw(type("Preferences", (), {"draw": lambda self, _context: prefs.draw(self.layout, settings)}), scene)
+    tests = [props["service"] for name, _text, props in _operators(log)
+             if name == "preferences.shotline_test_connection"]
+    assert tests == [s.id for s in prefs.configurable_services()]
+    assert "luma_agents_key" in _props(log) and "swarmui_key" in _props(log)
+    assert {s.id for s in prefs.configurable_services()} >= {"fal", "replicate", "runway", "luma", "veo"}
 
 
 def test_the_jobs_panel_lists_the_scenes_jobs_with_cancel_and_retry(runway, scene):

@@ -11,31 +11,41 @@ import bpy
 from bpy.props import FloatProperty, StringProperty
 
 from ..services import config, models, registry
-from ..services.cloud import CloudService
+from ..services.base import Service
 
 PACKAGE = __package__.rpartition(".addon.blend")[0]
 
 
-def cloud_services() -> list[CloudService]:
-    return [s for s in registry.all_services() if isinstance(s, CloudService)]
+def configurable_services() -> list[Service]:
+    """Services with a key or an address to set."""
+    return [s for s in registry.all_services() if s.key_env or s.default_url]
 
 
 def _field(config_id: str) -> str:
     return config_id.replace("-", "_") + "_key"
 
 
+def _fields_of(service) -> list[str]:
+    """The preference fields of `service`, in the order they are drawn."""
+    fields = [f"{service.id}_key"] if service.key_env else []
+    fields += [_field(config_id) for config_id, _label, _env in service.extra_keys]
+    return fields + ([f"{service.id}_url"] if service.default_url else [])
+
+
 def _annotations() -> dict:
     fields = {}
-    for service in cloud_services():
-        fields[f"{service.id}_key"] = StringProperty(
-            name=f"{service.label} Key", subtype='PASSWORD',
-            description=f"Empty: the {service.key_env} environment variable")
+    for service in configurable_services():
+        if service.key_env:
+            fields[f"{service.id}_key"] = StringProperty(
+                name=f"{service.label} {service.key_label}", subtype='PASSWORD',
+                description=f"Empty: the {service.key_env} environment variable")
         for config_id, label, env in service.extra_keys:
             fields[_field(config_id)] = StringProperty(
                 name=label, subtype='PASSWORD', description=f"Empty: {env}, else the {service.label} key")
-        fields[f"{service.id}_url"] = StringProperty(
-            name="API Address", description=f"Empty: {service.default_url} (or SHOTLINE_{service.id.upper()}_URL); "
-            "a company gateway or proxy otherwise")
+        if service.default_url:
+            fields[f"{service.id}_url"] = StringProperty(
+                name="Address", description=f"Empty: {service.default_url} (or SHOTLINE_{service.id.upper()}_URL); "
+                "a company gateway or proxy otherwise")
     fields["confirm_above"] = FloatProperty(
         name="Confirm Batches Above", description="Ask before sending a batch estimated to cost more (USD)",
         default=5.0, min=0.0, precision=2)
@@ -47,23 +57,23 @@ class SHOTLINE_AP_preferences(bpy.types.AddonPreferences):
     __annotations__ = _annotations()
 
     def draw(self, context):
-        from ..blend import connection
+        draw(self.layout, self)
 
-        layout = self.layout
-        layout.prop(self, "confirm_above")
-        for service in cloud_services():
-            box = layout.box()
-            row = box.row()
-            row.label(text=service.label, icon='URL')
-            op = row.operator("preferences.shotline_test_connection", text="Test Connection")
-            op.service = service.id
-            box.prop(self, f"{service.id}_key")
-            for config_id, _label, _env in service.extra_keys:
-                box.prop(self, _field(config_id))
-            box.prop(self, f"{service.id}_url")
-            answer = connection.answer(service.id)
-            if answer:
-                box.label(text=answer.text, icon='CHECKMARK' if answer.ok else 'ERROR')
+
+def draw(layout, prefs) -> None:
+    from . import connection
+
+    layout.prop(prefs, "confirm_above")
+    for service in configurable_services():
+        box = layout.box()
+        row = box.row()
+        row.label(text=service.label, icon='URL')
+        row.operator("preferences.shotline_test_connection", text="Test Connection").service = service.id
+        for field in _fields_of(service):
+            box.prop(prefs, field)
+        answer = connection.answer(service.id)
+        if answer:
+            box.label(text=answer.text, icon='CHECKMARK' if answer.ok else 'ERROR')
 
 
 def get() -> SHOTLINE_AP_preferences | None:
@@ -74,11 +84,15 @@ def get() -> SHOTLINE_AP_preferences | None:
 def push() -> None:
     """Hand the keys and addresses to the services (main thread; workers read them from config)."""
     prefs = get()
-    for service in cloud_services():
-        config.set_key(service.id, getattr(prefs, f"{service.id}_key", "") if prefs else "")
-        config.set_url(service.id, getattr(prefs, f"{service.id}_url", "") if prefs else "")
+
+    def value(field: str) -> str:
+        return getattr(prefs, field, "") if prefs else ""
+
+    for service in configurable_services():
+        config.set_key(service.id, value(f"{service.id}_key"))
+        config.set_url(service.id, value(f"{service.id}_url"))
         for config_id, _label, _env in service.extra_keys:
-            config.set_key(config_id, getattr(prefs, _field(config_id), "") if prefs else "")
+            config.set_key(config_id, value(_field(config_id)))
 
 
 def confirm_above() -> float:

@@ -129,6 +129,11 @@ class Service:
     poll_interval: float = 2.0
     max_wait: float = 0.0  # seconds of polling before a job counts as lost (0: no limit)
     needs_network: bool = True
+    # What the preferences offer for it (see addon/blend/prefs.py); empty: nothing to set.
+    key_env: str = ""  # the environment variable of its key (or token)
+    key_label: str = "Key"
+    default_url: str = ""  # its address when none is set
+    extra_keys: tuple[tuple[str, str, str], ...] = ()  # (config id, label, environment variable) of other keys
 
     def models(self) -> list[str]:
         """The model ids a shot may ask for; empty: the service has one."""

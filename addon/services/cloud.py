@@ -11,10 +11,7 @@ from .base import Service, ServiceError
 class CloudService(Service):
     """A paid service reached over HTTPS. Subclasses set the class attributes and `auth_headers`."""
 
-    key_env: str = ""  # the official environment variable of its key
-    default_url: str = ""
     headers: dict[str, str] = {}  # extra headers every call needs (e.g. an API version)
-    extra_keys: tuple[tuple[str, str, str], ...] = ()  # (config id, label, environment variable) of other keys
     poll_interval = 5.0
     max_wait = 30 * 60.0  # a job still running after this is lost: cancelled where the service can
 

@@ -10,10 +10,12 @@ from .fal import FalService
 from .luma import LumaService
 from .replicate import ReplicateService
 from .runway import RunwayService
+from .swarmui import SwarmUIService
 from .veo import VeoService
 
 _SERVICES: dict[str, Service] = {s.id: s for s in (AnimaticService(), FalService(), ReplicateService(),
-                                                   RunwayService(), LumaService(), VeoService())}
+                                                   RunwayService(), LumaService(), VeoService(),
+                                                   SwarmUIService())}
 
 
 def all_services() -> list[Service]:
