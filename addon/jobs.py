@@ -128,6 +128,15 @@ def _decode(cls: type, d: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _workflow_of(request: Request) -> Path | None:
+    try:
+        options = json.loads(request.options) if request.options else {}
+    except ValueError:
+        return None
+    path = options.get("workflow") if isinstance(options, dict) else None
+    return Path(path) if isinstance(path, str) and Path(path).is_file() else None
+
+
 def request_key(service_id: str, request: Request) -> str:
     """A fingerprint of what is asked: the service, the model, every input (files by their content)
     and the seed. The shot's name is not part of it: the same request from a renamed shot is the same."""
@@ -137,6 +146,10 @@ def request_key(service_id: str, request: Request) -> str:
         if fields[name]:
             fields[name] = content_key(Path(fields[name]))
     fields["reference_images"] = [content_key(Path(p)) for p in request.reference_images]
+    workflow = _workflow_of(request)
+    if workflow:  # a workflow service: the workflow by its content, not its path
+        fields["options"] = json.dumps({**json.loads(request.options), "workflow": content_key(workflow)},
+                                       sort_keys=True, ensure_ascii=False)
     text = json.dumps([service_id, fields], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 

@@ -42,6 +42,7 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
                      icon='INFO')
         layout.prop(settings, "take_channel_offset")
         layout.prop(settings, "media_folder")
+        layout.prop(settings, "workflow")
         row = layout.row(align=True)
         if settings.spent:
             row.label(text=f"Spent ${settings.spent:.2f}", icon='FUND')
@@ -127,6 +128,9 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
         if service.models():
             layout.menu("SEQUENCER_MT_shotline_models", text=props.model or "Default Model", icon='NODE')
             layout.prop(props, "options")
+        if service.uses_workflow:
+            layout.prop(props, "workflow", text="Workflow (this shot)")
+            layout.prop(props, "pins")
         caps = service.capabilities_for(props.model)
         if caps.negative_prompt or props.negative_prompt:
             layout.prop(props, "negative_prompt")

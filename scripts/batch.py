@@ -11,6 +11,13 @@ Options:
     --service ID --model M  with --generate: the service (animatic, fal, replicate, runway, luma, veo)
                             and its model for those shots (default: each shot's own)
     --force                 with --generate: pay for a new take even when the same request made one
+    --shot NAME             with --generate: only this shot (repeatable). A failed shot then does not
+                            make the exit status 1: a farm retries a task that fails, and a retry
+                            can pay twice (scripts/flamenco/shotline-batch.js)
+    --workflow PATH         with --generate: the project's workflow for workflow services (ComfyUI,
+                            API format); implies --service comfyui unless --service says otherwise
+    --pin FIELD=NODE.INPUT  with --workflow: where a field goes when the workflow is ambiguous
+                            (repeatable; e.g. --pin seed=3.noise_seed)
     --online                allow network access for this run (cloud services need it; Blender's
                             own switch is --online-mode, or Preferences > System > Network)
     --save PATH             where to save (default: over FILE.blend)
@@ -94,6 +101,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--service", help="with --generate: the service for the shots generated")
     parser.add_argument("--model", help="with --generate: the service's model")
     parser.add_argument("--force", action="store_true", help="with --generate: never reuse an earlier take")
+    parser.add_argument("--shot", action="append", metavar="NAME", help="with --generate: only this shot (repeatable)")
+    parser.add_argument("--workflow", help="with --generate: the workflow file (API format)")
+    parser.add_argument("--pin", action="append", default=[], metavar="FIELD=NODE.INPUT",
+                        help="with --workflow: where a field goes (repeatable)")
     parser.add_argument("--online", action="store_true", help="allow network access for this run")
     parser.add_argument("--save")
     return parser.parse_args(argv)
@@ -114,7 +125,9 @@ def load(args: argparse.Namespace):
             raise SystemExit(f"No such .blend file: {args.blend}")
         bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
     if not in_blender:
-        shotline_dev.enable()
+        module = shotline_dev.enable()
+        if args.blend:  # the add-on came after the file: resume and adopt its jobs as opening it would
+            import_module(module.__name__ + ".addon.blend.runtime").resume_file_jobs()
     package = next((name for name in bpy.context.preferences.addons.keys() if name.split(".")[-1] == "shotline"),
                    None)
     if package is None:
@@ -182,14 +195,32 @@ def main(argv: list[str]) -> int:
         bpy.context.preferences.system.use_online_access = True
     if args.generate:
         todo = [s for s in shots.shots(scene) if args.all or not len(s.shotline.takes)]
+        if args.shot:
+            names = {s.name for s in shots.shots(scene)}
+            for name in args.shot:
+                if name not in names:
+                    raise SystemExit(f"--shot {name}: no such shot in scene \"{scene.name}\"")
+            todo = [s for s in todo if s.name in args.shot]
+        # A shot whose job was resumed or adopted from the journal on opening is waited for, never sent again.
+        resumed = [s for s in todo if runtime.has_running_job(s)]
+        todo = [s for s in todo if s not in resumed]
+        if args.workflow:
+            if not Path(args.workflow).is_file():
+                raise SystemExit(f"--workflow {args.workflow}: no such file")
+            scene.shotline.workflow = str(Path(args.workflow).resolve())
+            args.service = args.service or "comfyui"
+        for shot in todo if args.pin else ():
+            shot.shotline.pins = ", ".join(args.pin)
         choose_service(addon, todo, args.service, args.model)
         queued, problems, reused = runtime.submit(scene, todo, force=args.force)
         for problem in problems:
             print(f"not queued: {problem}", flush=True)
         for note in reused:
             print(f"reused: {note}", flush=True)
+        if resumed:
+            print(f"resuming {len(resumed)} shots", flush=True)
         print(f"generating {queued} shots", flush=True)
-        running = [s for s in todo if s.shotline.status == 'QUEUED']
+        running = resumed + [s for s in todo if s.shotline.status == 'QUEUED']
         finished = []
         with blender_output_hidden() as say:  # placing takes opens movies: Blender may talk about them
 
@@ -211,7 +242,7 @@ def main(argv: list[str]) -> int:
     summary = [{"shot": s.name, "status": s.shotline.status, "message": s.shotline.status_message,
                 "takes": len(s.shotline.takes), "frames": list(compat.span(s))} for s in shots.shots(scene)]
     print(json.dumps({"file": target, "shots": summary}), flush=True)
-    return 1 if any(s["status"] == 'FAILED' for s in summary) else 0
+    return 1 if not args.shot and any(s["status"] == 'FAILED' for s in summary) else 0
 
 if __name__ == "__main__":
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]

@@ -285,3 +285,31 @@ def test_blender_killed_after_a_submit_adopts_the_job_when_the_file_opens(tmp_pa
     finally:
         fake.close()
         cdn.close()
+
+
+def test_the_batch_run_again_after_a_kill_waits_for_the_adopted_job(tmp_path):
+    """A farm retries a shot task Blender was killed in: the batch must not send the shot again."""
+    from fakes.runway import KEY, FakeRunway
+
+    cdn = Cdn()
+    fake = FakeRunway(cdn, steps=("PENDING", "RUNNING", "RUNNING", "RUNNING", "RUNNING"))
+    fake.clip = lambda *_job: real_clip(CLIP_FPS, 240)
+    script = tmp_path / "killed.py"
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    script.write_text(KILLED_AFTER_SUBMIT.format(scripts=str(scripts)))
+    env = dict(os.environ, RUNWAYML_API_SECRET=KEY, SHOTLINE_RUNWAY_URL=fake.url)
+    blend = str(tmp_path / "film.blend")
+    try:
+        first = subprocess.run([sys.executable, str(script), "submit", blend], capture_output=True, text=True,
+                               env=env, timeout=180)
+        assert first.returncode == -9, first.stdout[-2000:] + first.stderr[-2000:]
+        again = subprocess.run([sys.executable, str(scripts / "batch.py"), blend, "--generate", "--online"],
+                               capture_output=True, text=True, env=env, timeout=240)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        assert "resuming 1 shots" in again.stdout and "generating 0 shots" in again.stdout
+        (shot,) = json.loads(again.stdout.strip().splitlines()[-1])["shots"]
+        assert shot["status"] == 'PLACED' and shot["takes"] == 1
+        assert fake.creates == 1, "the batch sent the shot again: paid twice"
+    finally:
+        fake.close()
+        cdn.close()

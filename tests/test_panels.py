@@ -223,7 +223,7 @@ def test_a_fresh_scene_without_a_sequencer(scene):
     log = _draw(PROJECT, scene)
     assert _labels(log) == [("No sound strip: add the song", 'INFO')]
     assert not any(d.method == "prop_search" for d in log)
-    assert _props(log) == ["take_channel_offset", "media_folder", "budget"]
+    assert _props(log) == ["take_channel_offset", "media_folder", "workflow", "budget"]
     assert _operators(_draw(MUSIC, scene)) == [("sequencer.shotline_analyze_song", None, {})]
 
 

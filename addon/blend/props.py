@@ -108,6 +108,10 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     model: StringProperty(name="Model", description="The service's model (empty: its default)")  # type: ignore
     options: StringProperty(name="Options", description="The model's own settings as JSON, sent as they are "
                             "(e.g. {\"cfg_scale\": 0.5})")  # type: ignore
+    workflow: StringProperty(name="Workflow", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'},
+                             description="This shot's workflow (API format), instead of the project's")  # type: ignore
+    pins: StringProperty(name="Pins", description="Where a field goes when the workflow is ambiguous: "
+                         "FIELD=NODE_ID.INPUT, comma-separated (e.g. seed=3.noise_seed)")  # type: ignore
     fit: EnumProperty(name="Fit", items=FIT_ITEMS, default='HOLD',
                       description="What to do when the take is shorter than the shot")  # type: ignore
     reference_image: StringProperty(name="First Frame", subtype='FILE_PATH',
@@ -139,6 +143,9 @@ class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
     jobs: StringProperty(name="Jobs", description="Unfinished jobs, saved with the file")  # type: ignore
     song_analysis: StringProperty(name="Song Analysis", description="Beats, bars and sections of the song (JSON)")  # type: ignore
     song_key: StringProperty(name="Song Key", description="Content hash of the analysed song file")  # type: ignore
+    workflow: StringProperty(name="Workflow", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'},
+                             description="The project's workflow for workflow services (a ComfyUI workflow "
+                             "exported in API format); read, never edited")  # type: ignore
     spent: FloatProperty(name="Spent", description="USD spent on this project's takes", min=0.0)  # type: ignore
     budget: FloatProperty(name="Budget", description="USD this project may spend; no new paid job past it "
                           "(0: no cap)", min=0.0, precision=2)  # type: ignore

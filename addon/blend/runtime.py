@@ -253,6 +253,11 @@ def _apply(event: jobs.Event) -> None:
     props.status_message = event.message
 
 
+def has_running_job(shot) -> bool:
+    job = queue().get(shot.shotline.job_id)
+    return job is not None and not job.is_finished
+
+
 def shot_of_job(job_id: str):
     """(scene, shot) the job was made for, whatever job the shot has now; (None, None) once gone."""
     job = queue().get(job_id)
@@ -399,7 +404,12 @@ def notify(message: str) -> None:
 
 @persistent
 def _load_post(*_args) -> None:
-    """Resume the jobs a file was saved with (they outlive the session)."""
+    resume_file_jobs()
+
+
+def resume_file_jobs() -> None:
+    """Resume the jobs the open file was saved with (they outlive the session) and adopt the ones its
+    journals hold. Run on load; the batch runs it itself when it enabled the add-on after opening."""
     for note in resolve_copies():
         log.info("%s", note)
     for scene in bpy.data.scenes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from fractions import Fraction
@@ -92,15 +93,46 @@ def is_untouched(strip) -> bool:
                 or props.source_video or props.audio or len(props.references) or len(props.takes) or props.job_id)
 
 
-def _input_file(props, name: str, label: str) -> str:
+def _input_file(value: str, label: str) -> str:
     """The absolute path of one of the shot's input files, or ""; a missing file is refused now."""
-    value = getattr(props, name)
     if not value:
         return ""
     path = bpy.path.abspath(value)
     if not os.path.isfile(path):
         raise ValueError(f"The {label} is missing: {path}")
     return path
+
+
+def parse_pins(text: str) -> dict[str, str]:
+    """"seed=3.noise_seed, prompt=6.text" -> {"seed": "3.noise_seed", "prompt": "6.text"}."""
+    pins = {}
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        field, sep, target = part.partition("=")
+        if not sep or "." not in target.strip():
+            raise ValueError(f"A pin is FIELD=NODE_ID.INPUT, not \"{part.strip()}\"")
+        pins[field.strip()] = target.strip()
+    return pins
+
+
+def _options(scene, props, service) -> str:
+    """The model options, and for a workflow service the workflow (the shot's, else the project's) and pins."""
+    text = props.options.strip()
+    if not service.uses_workflow:
+        return text
+    try:
+        options = json.loads(text) if text else {}
+    except ValueError as err:
+        raise ValueError(f"The shot's options are not valid JSON ({err})") from None
+    if not isinstance(options, dict):
+        raise ValueError("The shot's options must be a JSON object")
+    path = props.workflow or scene.shotline.workflow
+    if not path:
+        raise ValueError(f"{service.label} needs a workflow: choose one in the Project panel (or on the shot)")
+    options["workflow"] = _input_file(path, "workflow")
+    options["pins"] = parse_pins(props.pins)
+    return json.dumps(options, ensure_ascii=False)
 
 
 def build_request(scene, shot, service) -> Request:
@@ -118,14 +150,14 @@ def build_request(scene, shot, service) -> Request:
     if props.random_seed:
         props.seed = random.randrange(2**31)
     percent = scene.render.resolution_percentage / 100
-    references = tuple(_input_file(r, "filepath", "reference image") for r in props.references if r.filepath)
+    references = tuple(_input_file(r.filepath, "reference image") for r in props.references if r.filepath)
     return Request(
         shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed,
-        frames=frames, fps=clip_fps, model=props.model, options=props.options.strip(),
-        reference_image=_input_file(props, "reference_image", "first-frame image"),
-        last_frame_image=_input_file(props, "last_frame_image", "last-frame image"),
-        source_video=_input_file(props, "source_video", "source video"),
-        audio=_input_file(props, "audio", "audio file"),
+        frames=frames, fps=clip_fps, model=props.model, options=_options(scene, props, service),
+        reference_image=_input_file(props.reference_image, "first-frame image"),
+        last_frame_image=_input_file(props.last_frame_image, "last-frame image"),
+        source_video=_input_file(props.source_video, "source video"),
+        audio=_input_file(props.audio, "audio file"),
         reference_images=references,
         # even sizes: H.264 needs them
         width=max(2, int(scene.render.resolution_x * percent) // 2 * 2),

@@ -134,6 +134,7 @@ class Service:
     key_label: str = "Key"
     default_url: str = ""  # its address when none is set
     extra_keys: tuple[tuple[str, str, str], ...] = ()  # (config id, label, environment variable) of other keys
+    uses_workflow: bool = False  # runs the director's workflow file: its path and pins go in Request.options
 
     def models(self) -> list[str]:
         """The model ids a shot may ask for; empty: the service has one."""

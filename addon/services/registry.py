@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .animatic import AnimaticService
 from .base import Service
+from .comfyui import ComfyUIService
 from .fal import FalService
 from .luma import LumaService
 from .replicate import ReplicateService
@@ -15,7 +16,7 @@ from .veo import VeoService
 
 _SERVICES: dict[str, Service] = {s.id: s for s in (AnimaticService(), FalService(), ReplicateService(),
                                                    RunwayService(), LumaService(), VeoService(),
-                                                   SwarmUIService())}
+                                                   SwarmUIService(), ComfyUIService())}
 
 
 def all_services() -> list[Service]:

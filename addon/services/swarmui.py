@@ -27,23 +27,18 @@ skips the image model, but still wants one named: the same name, unless the shot
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
-import os
-import socket as sockets
-import ssl
-import struct
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from . import config, http, inputs
+from .websocket import Closed, WebSocket, WebSocketError
 from .base import Cancelled, Capabilities, JobControl, Request, Result, Service, ServiceError, Status, \
     SubmissionUncertain
 
@@ -360,161 +355,3 @@ def _output(outputs: list[str]) -> str:
             or any(ord(c) < 32 for c in path)):
         raise ServiceError(f"SwarmUI gave an output path Shotline refuses to fetch: {_text(path)[:120]}")
     return path
-
-
-# -- a minimal RFC 6455 client (Blender's Python ships none) ------------------------------------------------------------
-
-class WebSocketError(Exception):
-    """The handshake was refused, the peer broke the protocol, or the connection is gone."""
-
-
-class Closed(WebSocketError):
-    """The connection is closed (by SwarmUI's close frame or by a break)."""
-
-
-_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_MAX_MESSAGE = 64 * 1024 * 1024  # previews are data URLs; anything larger is not SwarmUI talking
-
-
-def _xor(data: bytes, key: bytes) -> bytes:
-    pad = (key * (len(data) // 4 + 1))[:len(data)]  # one big integer: fast for a megabyte still
-    return (int.from_bytes(data, "big") ^ int.from_bytes(pad, "big")).to_bytes(len(data), "big") if data else b""
-
-
-class WebSocket:
-    """One client connection, owned by one job's worker: text messages out (masked), messages in,
-    pings answered. `recv(timeout)` gives None when nothing whole came in time."""
-
-    def __init__(self, sock: sockets.socket, leftover: bytes) -> None:
-        self._sock = sock
-        self._buf = bytearray(leftover)
-        self._parts: list[bytes] = []
-        self.closed = False
-
-    @classmethod
-    def connect(cls, url: str, timeout: float, headers: dict[str, str]) -> WebSocket:
-        parts = urlsplit(url)
-        secure = parts.scheme == "https"
-        host, port = parts.hostname or "", parts.port or (443 if secure else 80)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-                 *(f"{k}: {v}" for k, v in headers.items())]
-        try:
-            sock = sockets.create_connection((host, port), timeout=timeout)
-            if secure:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-            reply = bytearray()
-            while b"\r\n\r\n" not in reply and len(reply) < 16384:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    raise WebSocketError("the server closed the connection during the handshake")
-                reply += chunk
-        except OSError as e:
-            raise WebSocketError(f"cannot connect ({e})") from None
-        head, _, rest = bytes(reply).partition(b"\r\n\r\n")
-        status, *fields = head.decode("latin-1").split("\r\n")
-        answer = {k.strip().lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}
-        expected = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
-        if status.split(" ")[1:2] != ["101"] or answer.get("sec-websocket-accept") != expected:
-            sock.close()
-            raise WebSocketError(f"the server refused the websocket ({status.strip()[:80]})")
-        return cls(sock, rest)
-
-    def send_text(self, text: str) -> None:
-        self._send(0x1, text.encode("utf-8"))
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                self._sock.settimeout(1.0)
-                self._send(0x8, struct.pack(">H", 1000))
-            except Closed:
-                pass
-        self._drop()
-
-    def recv(self, timeout: float) -> str | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self._frame()
-            if frame is None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._read(left):
-                    return None
-                continue
-            fin, opcode, payload = frame
-            if opcode == 0x9:
-                self._send(0xA, payload)
-            elif opcode == 0x8:
-                self.close()
-                raise Closed("SwarmUI closed the websocket")
-            elif opcode in (0x0, 0x1, 0x2):
-                self._parts.append(payload)
-                if sum(map(len, self._parts)) > _MAX_MESSAGE:
-                    self._fail("a message larger than 64 MB")
-                if fin:
-                    data, self._parts = b"".join(self._parts), []
-                    return data.decode("utf-8", "replace")
-
-    def _send(self, opcode: int, payload: bytes) -> None:
-        if self.closed:
-            raise Closed("the websocket is closed")
-        n, key = len(payload), os.urandom(4)
-        size = bytes([0x80 | n]) if n < 126 else (bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536
-                                                  else bytes([0x80 | 127]) + struct.pack(">Q", n))
-        try:
-            self._sock.settimeout(30.0)
-            self._sock.sendall(bytes([0x80 | opcode]) + size + key + _xor(payload, key))
-        except OSError as e:
-            self._drop()
-            raise Closed(f"sending failed ({e})") from None
-
-    def _frame(self) -> tuple[bool, int, bytes] | None:
-        """One whole frame off the buffer, or None while it is not all here."""
-        buf = self._buf
-        if len(buf) < 2:
-            return None
-        fin, opcode, masked, n, at = bool(buf[0] & 0x80), buf[0] & 0x0F, bool(buf[1] & 0x80), buf[1] & 0x7F, 2
-        if n >= 126:
-            at = 4 if n == 126 else 10
-            if len(buf) < at:
-                return None
-            n = int.from_bytes(buf[2:at], "big")
-        if n > _MAX_MESSAGE:
-            self._fail("a frame larger than 64 MB")
-        key = bytes(buf[at:at + 4]) if masked else b""
-        end = at + len(key) + n
-        if len(buf) < end:
-            return None
-        payload = bytes(buf[at + len(key):end])
-        del buf[:end]
-        return fin, opcode, _xor(payload, key) if masked else payload
-
-    def _read(self, timeout: float) -> bool:
-        if self.closed:
-            raise Closed("the websocket is closed")
-        try:
-            self._sock.settimeout(max(timeout, 0.001))
-            chunk = self._sock.recv(65536)
-        except (sockets.timeout, ssl.SSLWantReadError):
-            return False
-        except OSError as e:
-            self._drop()
-            raise Closed(f"the connection broke ({e})") from None
-        if not chunk:
-            self._drop()
-            raise Closed("SwarmUI dropped the connection")
-        self._buf += chunk
-        return True
-
-    def _drop(self) -> None:
-        self.closed = True
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-
-    def _fail(self, why: str):
-        self.close()
-        raise WebSocketError(f"protocol error: {why}")
