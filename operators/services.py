@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import BoolProperty, IntProperty, StringProperty
 
-from ..addon.blend import connection, runtime
+from ..addon.blend import connection, farm, prefs, runtime
 from ..addon.services import registry
-from .common import context_shot
+from .common import context_shot, scene_with_editor
 
 
 class PREFERENCES_OT_shotline_test_connection(bpy.types.Operator):
@@ -151,7 +151,33 @@ class SEQUENCER_OT_shotline_retry_job(bpy.types.Operator):
         return {'FINISHED'} if queued else {'CANCELLED'}
 
 
+class SEQUENCER_OT_shotline_send_to_farm(bpy.types.Operator):
+    """Send the saved file's shots to the Flamenco farm (one task per shot, then the takes assembled)"""
+
+    bl_idname = "sequencer.shotline_send_to_farm"
+    bl_label = "Send to Farm"
+
+    selected: BoolProperty(name="Selected Shots Only", default=False)  # type: ignore
+
+    @classmethod
+    def poll(cls, context):
+        return scene_with_editor(context) is not None
+
+    def execute(self, context):
+        settings = prefs.get()
+        url = settings.flamenco_url.strip() if settings else ""
+        try:
+            job = farm.job_for(scene_with_editor(context), url, settings.flamenco_batch_script if settings else "",
+                               self.selected)
+            farm.start_submit(url, job)
+        except ValueError as err:
+            self.report({'ERROR'}, str(err))
+            return {'CANCELLED'}
+        self.report({'INFO'}, farm.answer())
+        return {'FINISHED'}
+
+
 classes = (PREFERENCES_OT_shotline_test_connection, SEQUENCER_OT_shotline_set_model, SEQUENCER_MT_shotline_models,
            SEQUENCER_OT_shotline_add_reference, SEQUENCER_OT_shotline_remove_reference,
-           SEQUENCER_OT_shotline_cancel_job, SEQUENCER_OT_shotline_retry_job)
+           SEQUENCER_OT_shotline_cancel_job, SEQUENCER_OT_shotline_retry_job, SEQUENCER_OT_shotline_send_to_farm)
 register, unregister = bpy.utils.register_classes_factory(classes)

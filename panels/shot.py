@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..addon.blend import compat, identity, runtime, shots, song
+from ..addon.blend import compat, farm, identity, runtime, shots, song
 from ..addon.services import registry
 from ..operators.common import context_shot
 
@@ -53,6 +53,10 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("sequencer.shotline_generate", icon='RENDER_ANIMATION')
         row.operator("sequencer.shotline_refit_takes", text="", icon='SNAP_ON')
+        row = layout.row(align=True)
+        row.operator("sequencer.shotline_send_to_farm", icon='NETWORK_DRIVE')
+        if farm.answer():
+            layout.label(text=farm.answer(), icon='INFO')
         active = runtime.queue().active()
         if active:
             layout.label(text=f"{len(active)} job(s) running", icon='TIME')

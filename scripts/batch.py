@@ -18,6 +18,10 @@ Options:
                             API format); implies --service comfyui unless --service says otherwise
     --pin FIELD=NODE.INPUT  with --workflow: where a field goes when the workflow is ambiguous
                             (repeatable; e.g. --pin seed=3.noise_seed)
+    --flamenco URL          send the shots (all, or --shot ones) to the Flamenco Manager at URL
+                            instead of generating here: one farm task per shot, then one that
+                            assembles; --farm-batch-script PATH is this script where the workers
+                            see it (default: this file), --service/--model/--online go along
     --online                allow network access for this run (cloud services need it; Blender's
                             own switch is --online-mode, or Preferences > System > Network)
     --save PATH             where to save (default: over FILE.blend)
@@ -105,6 +109,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workflow", help="with --generate: the workflow file (API format)")
     parser.add_argument("--pin", action="append", default=[], metavar="FIELD=NODE.INPUT",
                         help="with --workflow: where a field goes (repeatable)")
+    parser.add_argument("--flamenco", metavar="URL", help="submit the shots to this Flamenco Manager")
+    parser.add_argument("--farm-batch-script", help="with --flamenco: this script's path on the farm")
     parser.add_argument("--online", action="store_true", help="allow network access for this run")
     parser.add_argument("--save")
     return parser.parse_args(argv)
@@ -158,6 +164,25 @@ def choose_service(addon, todo: list, service_id: str | None, model: str | None)
             shot.shotline.model = model
 
 
+def send_to_farm(addon, scene, args: argparse.Namespace) -> int:
+    flamenco = import_module(addon.__name__ + ".addon.flamenco")
+    names = [s.name for s in import_module(addon.__name__ + ".addon.blend.shots").shots(scene)]
+    unknown = [n for n in args.shot or () if n not in names]
+    if unknown:
+        raise SystemExit(f"--shot {unknown[0]}: no such shot in scene \"{scene.name}\"")
+    if not args.blend:
+        raise SystemExit("--flamenco needs the saved .blend the farm opens")
+    try:
+        job = flamenco.build_job(str(Path(args.blend).resolve()), args.shot or names,
+                                 str(Path(args.farm_batch_script or __file__).resolve()), service=args.service or "",
+                                 model=args.model or "", online=args.online)
+        state = flamenco.Manager(args.flamenco).submit(job)
+    except (ValueError, flamenco.FlamencoError) as err:
+        raise SystemExit(str(err)) from None
+    print(f"sent to {args.flamenco}: job {state.id} ({state.status}): {job['name']}", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     with blender_output_hidden():  # importing bpy and opening the file: Blender's start-up chatter
@@ -193,6 +218,8 @@ def main(argv: list[str]) -> int:
         raise SystemExit(str(err).strip()) from None
     if args.online:
         bpy.context.preferences.system.use_online_access = True
+    if args.flamenco:
+        return send_to_farm(addon, scene, args)
     if args.generate:
         todo = [s for s in shots.shots(scene) if args.all or not len(s.shotline.takes)]
         if args.shot:

@@ -201,3 +201,46 @@ def test_a_failed_shot_is_no_task_failure_to_retry_but_the_assemble_task_fails(a
     shot["parameters"]["args"][-1] = "Nobody"
     unknown = _run(shot)
     assert unknown.returncode == 1 and '--shot Nobody: no such shot in scene "Farm"' in unknown.stderr
+
+
+# -- sending from Blender and from the command line ----------------------------------------------------------------
+
+def test_send_to_farm_from_blender_submits_the_saved_files_shots(manager, scene, tmp_path):
+    from shotline.addon.blend import farm, prefs
+    from vse import add_shot, op
+
+    for i, name in enumerate(SHOTS):
+        add_shot(scene, name, 1 + 12 * i, 12)
+    settings = prefs.get()
+    with pytest.raises(RuntimeError, match="Set the Flamenco Manager's address"):
+        op(scene, "shotline_send_to_farm")
+    settings.flamenco_url = manager.url
+    try:
+        with pytest.raises(RuntimeError, match="Save the file first"):
+            op(scene, "shotline_send_to_farm")
+        blend = tmp_path / "клип.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+        assert op(bpy.context.scene, "shotline_send_to_farm") == {'FINISHED'}
+        farm.wait(30)
+        (stored,) = manager.jobs.values()
+        assert stored["settings"]["blendfile"] == str(blend)
+        assert json.loads(stored["settings"]["shots"]) == SHOTS
+        assert stored["settings"]["batch_script"] == str(farm.BATCH_SCRIPT) and farm.BATCH_SCRIPT.is_file()
+        assert "Flamenco job" in farm.answer() and "queued" in farm.answer()
+    finally:
+        settings.flamenco_url = ""
+
+
+def test_the_batch_sends_to_the_farm(manager, tmp_path):
+    blend = _four_shot_file(tmp_path)
+    run = subprocess.run([sys.executable, str(BATCH), str(blend), "--flamenco", manager.url, "--shot", SHOTS[1],
+                          "--shot", SHOTS[0], "--service", "animatic", "--farm-batch-script", "/farm/batch.py"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"sent to {manager.url}: job " in run.stdout
+    (stored,) = manager.jobs.values()
+    assert json.loads(stored["settings"]["shots"]) == [SHOTS[1], SHOTS[0]]
+    assert stored["settings"]["batch_script"] == "/farm/batch.py" and stored["settings"]["service"] == "animatic"
+    down = subprocess.run([sys.executable, str(BATCH), str(blend), "--flamenco", "http://127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=120)
+    assert down.returncode != 0 and "Flamenco Manager" in down.stderr and "Traceback" not in down.stderr

@@ -46,6 +46,12 @@ def _annotations() -> dict:
             fields[f"{service.id}_url"] = StringProperty(
                 name="Address", description=f"Empty: {service.default_url} (or SHOTLINE_{service.id.upper()}_URL); "
                 "a company gateway or proxy otherwise")
+    fields["flamenco_url"] = StringProperty(
+        name="Flamenco Manager", description="The farm's Manager address (e.g. http://manager:8080)")
+    fields["flamenco_batch_script"] = StringProperty(
+        name="Batch Script on the Farm", subtype='FILE_PATH',
+        description="Shotline's scripts/batch.py where the farm's workers see it (shared storage); "
+        "empty: the one installed with this extension")
     fields["confirm_above"] = FloatProperty(
         name="Confirm Batches Above", description="Ask before sending a batch estimated to cost more (USD)",
         default=5.0, min=0.0, precision=2)
@@ -64,6 +70,10 @@ def draw(layout, prefs) -> None:
     from . import connection
 
     layout.prop(prefs, "confirm_above")
+    box = layout.box()
+    box.label(text="Render Farm", icon='NETWORK_DRIVE')
+    box.prop(prefs, "flamenco_url")
+    box.prop(prefs, "flamenco_batch_script")
     for service in configurable_services():
         box = layout.box()
         row = box.row()
@@ -113,6 +123,7 @@ def register():
 
 
 def unregister():
-    from . import connection
+    from . import connection, farm
     connection.stop()
+    farm.wait(5.0)
     _unregister()
