@@ -130,3 +130,25 @@ def test_the_batch_takes_a_workflow_and_pins(pool, scene, tmp_path):
     assert fake.runs_of("batch kadr 1") == 1 and fake.runs_of("batch kadr 2") == 1
     seeds = {p["57"]["inputs"]["noise_seed"] for p in fake.prompts.values()}
     assert len(seeds) == 2, "each shot's own seed went where the pin says"
+
+
+def test_the_workflows_content_is_kept_with_the_file_and_a_change_is_said(pool, scene, tmp_path):
+    (fake,) = pool(1)
+    workflow = tmp_path / "мой_workflow.json"
+    workflow.write_bytes((WORKFLOWS / "wan22_t2v_api.json").read_bytes())
+    scene.shotline.workflow = str(workflow)
+    (shot,) = _shots(scene, 1)
+    select(scene, [shot])
+    op(scene, "shotline_generate")
+    runtime.run_until_idle(60, interval=0.02)
+    first = scene.shotline.workflow_key
+    assert len(first) == 64 and shot.shotline.status == 'PLACED'
+    data = json.loads(workflow.read_text(encoding="utf-8"))
+    data["57"]["inputs"]["steps"] = 30  # the director tunes it in ComfyUI and exports again
+    workflow.write_text(json.dumps(data), encoding="utf-8")
+    select(scene, [shot])
+    op(scene, "shotline_generate")
+    runtime.run_until_idle(60, interval=0.02)
+    assert scene.shotline.workflow_key != first
+    assert len(shot.shotline.takes) == 2, "a changed workflow is another request: a new take"
+    assert json.loads(workflow.read_text(encoding="utf-8"))["57"]["inputs"]["steps"] == 30, "never edited"

@@ -146,6 +146,8 @@ class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
     workflow: StringProperty(name="Workflow", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'},
                              description="The project's workflow for workflow services (a ComfyUI workflow "
                              "exported in API format); read, never edited")  # type: ignore
+    workflow_key: StringProperty(name="Workflow Content", description="sha256 of the workflow file the last "
+                                 "takes were made with: a workflow changed since is said so")  # type: ignore
     spent: FloatProperty(name="Spent", description="USD spent on this project's takes", min=0.0)  # type: ignore
     budget: FloatProperty(name="Budget", description="USD this project may spend; no new paid job past it "
                           "(0: no cap)", min=0.0, precision=2)  # type: ignore

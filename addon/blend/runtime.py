@@ -160,12 +160,27 @@ class Submitted(NamedTuple):
     reused: list[str]  # a note for each shot whose identical request made one of its takes before
 
 
+def _note_workflow(scene, planned: Plan) -> str:
+    """Keep the project workflow's content hash with the file; say when the file changed since."""
+    path = scene.shotline.workflow and bpy.path.abspath(scene.shotline.workflow)
+    if not path or not any(p.service.uses_workflow for p in planned.ready) or not os.path.isfile(path):
+        return ""
+    key, before = media.content_key(Path(path)), scene.shotline.workflow_key
+    scene.shotline.workflow_key = key
+    if before and before != key:
+        return f"The workflow {os.path.basename(path)} changed since the last takes were made with it"
+    return ""
+
+
 def submit(scene, shot_strips, force: bool = False) -> Submitted:
     """Queue one job per shot. A shot whose request made one of its takes before shows that take
     again instead of paying twice (unless `force`)."""
     planned = plan(scene, shot_strips, force)
     problems = list(planned.problems)
     reused = []
+    note = _note_workflow(scene, planned)
+    if note:
+        problems.append(note)
     refusal = over_budget(scene, planned.cost)
     queued = 0
     for item in planned.ready:
