@@ -86,11 +86,12 @@ def prompt(strip) -> str:
 
 
 def is_untouched(strip) -> bool:
-    """A shot Shotline made that the director has not used yet: no prompt, negative prompt or
-    reference image, no takes, no job."""
+    """A shot Shotline made that the director has not used yet: nothing written or chosen on it
+    (prompt, inputs, options, workflow, pins), no takes, no job."""
     props = strip.shotline
     return not (prompt(strip) or props.negative_prompt.strip() or props.reference_image or props.last_frame_image
-                or props.source_video or props.audio or len(props.references) or len(props.takes) or props.job_id)
+                or props.source_video or props.audio or len(props.references) or props.options.strip()
+                or props.workflow or props.pins.strip() or len(props.takes) or props.job_id)
 
 
 def _input_file(value: str, label: str) -> str:
