@@ -1,11 +1,12 @@
-"""Make an animatic clip (MP4/H.264) in a child process that draws the frames and encodes them.
+"""Make an animatic clip (MP4/H.264) in a child process that draws the frames and encodes them;
+or encode frames already on disk the same way (`frames_to_clip`: a ComfyUI image sequence).
 
 All per-frame work runs in the child, `blend/animatic_child.py`: Pillow's drawing holds the GIL
 for tens of milliseconds at a time, which would stall Blender's main thread if it ran in a
-worker thread here. `make_clip` is called from worker threads, never from Blender's main
-thread: it starts the child, relays its progress, kills it on cancel and checks its file. The
-child is run by a Python with the `bpy` module (tests, demo: the default) or by the Blender
-binary (set by `blend/encoder.configure_for_blender`).
+worker thread here. `make_clip` and `frames_to_clip` are called from worker threads, never from
+Blender's main thread: they start the child, relay its progress, kill it on cancel and check its
+file. The child is run by a Python with the `bpy` module (tests, demo: the default) or by the
+Blender binary (set by `blend/encoder.configure_for_blender`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -71,6 +73,25 @@ def make_clip(request: Request, output: Path, ctl: JobControl,
     Raises Cancelled (child killed) or ServiceError (with the child's last output lines). On any
     failure nothing is left at `output` or at its partial name.
     """
+    _child(_request_fields(request), None, output, ctl, on_progress)
+
+
+def frames_to_clip(frames_dir: Path, count: int, fps: Fraction, width: int, height: int, output: Path,
+                   ctl: JobControl, on_progress: Callable[[str, float], None] | None = None) -> None:
+    """Encode the `count` frames in `frames_dir` (PNG or JPEG, played in name order, all `width` x
+    `height`, both even: H.264 needs it) to `output` at `fps`, like `make_clip` without drawing:
+    on_progress("encoding", done), Cancelled or ServiceError, nothing left at `output` on failure."""
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 needs an even width and height, not {width}x{height}")
+    fields = {"frames": count, "fps": f"{fps.numerator}/{fps.denominator}", "width": width, "height": height}
+    _child(fields, Path(frames_dir), output, ctl, on_progress)
+
+
+def _child(fields: dict, frames_dir: Path | None, output: Path, ctl: JobControl,
+           on_progress: Callable[[str, float], None] | None) -> None:
+    """Run the child on `fields` (its request JSON) and move its clip to `output`. frames_dir None:
+    it draws the frames into its scratch folder; else it only encodes the frames there."""
+    what = "animatic" if frames_dir is None else "encoding"
     output = Path(output)
     partial = output.with_name(output.stem + ".part" + output.suffix)
     # Blender keeps a session folder under TMPDIR; the child leaves with os._exit, so give it one we remove.
@@ -81,14 +102,17 @@ def make_clip(request: Request, output: Path, ctl: JobControl,
                BLENDER_USER_RESOURCES=str(scratch))
     try:
         request_file = scratch / "request.json"
-        request_file.write_text(json.dumps(_request_fields(request)), encoding="utf-8")
+        request_file.write_text(json.dumps(fields), encoding="utf-8")
         argv = command_prefix()
         for path in import_paths():
             argv += ["--path", path]
-        argv += ["--request", str(request_file), "--frames", str(scratch / "frames"), "--output", str(partial)]
-        _run(argv, env, ctl, on_progress)
+        argv += ["--request", str(request_file), "--frames", str(frames_dir or scratch / "frames"),
+                 "--output", str(partial)]
+        if frames_dir is not None:
+            argv.append("--encode-only")
+        _run(argv, env, ctl, on_progress, what)
         if not partial.is_file() or partial.stat().st_size == 0:
-            raise ServiceError("The animatic process finished but wrote no video file.")
+            raise ServiceError(f"The {what} process finished but wrote no video file.")
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
@@ -118,13 +142,13 @@ def _request_fields(request: Request) -> dict:
 
 
 def _run(argv: list[str], env: dict[str, str], ctl: JobControl,
-         on_progress: Callable[[str, float], None] | None) -> None:
+         on_progress: Callable[[str, float], None] | None, what: str) -> None:
     try:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  env=env, text=True, encoding="utf-8", errors="replace",
                                  creationflags=_BELOW_NORMAL)
     except OSError as ex:
-        raise ServiceError(f"Cannot start the animatic process ({argv[0]}): {ex.strerror or ex}") from None
+        raise ServiceError(f"Cannot start the {what} process ({argv[0]}): {ex.strerror or ex}") from None
 
     tail: deque[str] = deque(maxlen=_TAIL)
     state = {"progress": None, "finished": False}
@@ -163,7 +187,7 @@ def _run(argv: list[str], env: dict[str, str], ctl: JobControl,
 
     if child.returncode != 0 or not state["finished"]:
         lines = "\n".join(tail) or "(no output)"
-        raise ServiceError(f"The animatic process failed (exit code {child.returncode}):\n{lines}")
+        raise ServiceError(f"The {what} process failed (exit code {child.returncode}):\n{lines}")
 
 
 def _stop(child: subprocess.Popen) -> None:

@@ -1,24 +1,32 @@
 """ComfyUI through the job queue against fake ComfyUI servers (tests/fakes/comfyui.py): progress over
 the websocket and over /history, uploads, refusals naming the node, hostile output names, cancel on
-the right server, a lost /prompt reply, and a pool of servers where one is down and one dies."""
+the right server, a lost /prompt reply, a pool of servers where one is down and one dies, and image
+sequences and animated WebP/GIF made into clips Blender places."""
 
 from __future__ import annotations
 
 import json
 import socket
+import sys
+import tempfile
 import time
+from fractions import Fraction
+from pathlib import Path
 
+import bpy
 import pytest
 
 from drive import close_later, pump, quick, run, shots, still
 from fakes.clips import tiny_mp4
 from fakes.comfyui import FakeComfyUI
 from fakes.server import Fault
+from shotline.addon import probe
+from shotline.addon.blend import compat
 from shotline.addon.jobs import JobQueue
 from shotline.addon.services import comfyui as comfy_module
 from shotline.addon.services import config
 from shotline.addon.services.base import JobControl, ServiceError
-from shotline.addon.services.comfyui import ComfyUIService, pick_output
+from shotline.addon.services.comfyui import ComfyUIService, _animation_fps, pick_output
 from shotline.addon.services.comfyui.pool import MAX_MOVES, Placement, Pool
 from shotline.addon.services.websocket import (BINARY, PING, PONG, TEXT, Closed, WebSocket,
                                                        encode_frame)
@@ -47,6 +55,14 @@ I2V = {**T2V,
 T2V_PINS = {"prompt": "2.text", "negative_prompt": "3.text", "seed": "5.seed", "width": "4.width",
             "height": "4.height", "frames": "4.length", "fps": "7.fps"}
 I2V_PINS = {**T2V_PINS, "first_frame": "9.image"}
+# The decoded frames saved as PNGs (no rate anywhere: the shot's is the clip's), or as an animated WebP.
+FRAMES = {k: v for k, v in T2V.items() if k != "7"} | {
+    "8": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "frames/shotline"}}}
+FRAMES_PINS = {k: v for k, v in T2V_PINS.items() if k != "fps"}
+WEBP = FRAMES | {"8": {"class_type": "SaveAnimatedWEBP", "inputs": {
+    "images": ["6", 0], "filename_prefix": "anim/shotline", "fps": 6.0, "lossless": False, "quality": 90,
+    "method": "default"}}}
+WEBP_PINS = {**FRAMES_PINS, "fps": "8.fps"}
 
 
 @pytest.fixture
@@ -200,15 +216,121 @@ def test_hostile_output_names_are_refused_without_asking_for_them(servers, flow,
     assert not fake.calls_to(r"^/view$")
 
 
-def test_animations_and_image_sequences_are_refused_with_the_fix():
-    gif = {"8": {"images": [{"filename": "a_00001_.webp", "subfolder": "", "type": "output"}], "animated": [True]}}
-    with pytest.raises(ServiceError, match="animated GIF or WebP.*SaveVideo"):
-        pick_output(gif)
-    frames = {"8": {"images": [{"filename": f"f_{i:05}_.png", "subfolder": "", "type": "output"} for i in range(3)]}}
-    with pytest.raises(ServiceError, match="does not assemble image sequences"):
-        pick_output(frames)
-    both = {"3": frames["8"], "8": {"gifs": [{"filename": "v.mp4", "subfolder": "", "type": "output"}]}}
-    assert pick_output(both, ("8",))["filename"] == "v.mp4"
+def test_a_video_comes_first_then_an_animation_then_one_nodes_frames_in_counter_order():
+    def files(*names):
+        return [{"filename": n, "subfolder": "", "type": "output"} for n in names]
+
+    # The counter outgrows its five digits: "100000" sorts before "99999" as text.
+    frames = {"images": files("f_100000_.png", "f_99999_.png", "f_100001_.png", "f_99998_.png")}
+    kind, items = pick_output({"3": frames, "4": {"images": files("g_00001_.png")}})
+    assert kind == "frames" and [i["filename"] for i in items] == [
+        "f_99998_.png", "f_99999_.png", "f_100000_.png", "f_100001_.png"]
+    animated = {"images": files("a_00001_.webp"), "animated": [True]}
+    assert pick_output({"3": frames, "8": animated}) == ("animation", animated["images"])
+    video = {"gifs": files("v.mp4")}
+    assert pick_output({"3": frames, "5": animated, "8": video}, ("8",)) == ("video", video["gifs"])
+    with pytest.raises(ServiceError, match="without saving a video, an animation or frames"):
+        pick_output({"3": {"text": ["hello"]}})
+
+
+def test_an_animations_own_frame_durations_set_its_rate():
+    # ComfyUI writes int(1000 / fps) ms: the asked rate when that is what the file says...
+    assert _animation_fps([41] * 5, 1, Fraction(24000, 1001)) == Fraction(24000, 1001)
+    assert _animation_fps([62] * 5, 1, Fraction(16)) == 16
+    assert _animation_fps([60] * 5, 10, Fraction(16)) == 16  # a GIF: hundredths of a second
+    assert _animation_fps([248, 62, 124], 1, Fraction(16)) == 16  # repeated frames merged
+    assert _animation_fps([83] * 5, 1, Fraction(24)) == 24  # 12 fps: each frame is two at 24
+    # ... else the whole rate of the shortest frame, else the exact rate it gives.
+    assert _animation_fps([83, 249, 83], 1, Fraction(25)) == 12
+    assert _animation_fps([80, 80, 80], 1, Fraction(24)) == Fraction(25, 2)
+    assert _animation_fps([0, 0], 1, Fraction(24)) == 24  # no durations stated
+
+
+def _blender_frames(path, fps: Fraction) -> int:
+    """How many frames Blender's own movie strip finds in the clip, in a scene at the clip's rate."""
+    scene = bpy.data.scenes.new("comfyui clip")
+    try:
+        scene.render.fps, scene.render.fps_base = fps.numerator, fps.denominator
+        editor = scene.sequence_editor_create()
+        strip = compat.strips(editor).new_movie("clip", str(path), 1, 1)
+        assert Fraction(strip.fps).limit_denominator(1001) == fps
+        return compat.content_frames(strip)
+    finally:
+        bpy.data.scenes.remove(scene)
+
+
+@pytest.mark.parametrize("saves, graph, pins, size", [
+    ("png", FRAMES, FRAMES_PINS, (320, 180)),
+    ("webp", WEBP, WEBP_PINS, (320, 180)),
+    ("gif", WEBP, WEBP_PINS, (321, 181)),  # an odd size loses its last column and row: H.264 needs even
+])
+def test_frames_and_animations_become_a_clip_at_the_workflows_rate(servers, flow, queue, tmp_path, saves, graph,
+                                                                   pins, size):
+    (fake,) = servers()
+    fake.saves = saves
+    fake.counter = 99_990  # past 99999 the names grow a digit: the order is still the counter's
+    request = shot(options=flow(graph, pins), frames=24, fps=Fraction(16), width=size[0], height=size[1])
+    job, events = run(queue, service_for(fake), request, tmp_path)
+    assert job.state == "done", job.message
+    views = fake.calls_to(r"^/view$")
+    assert len(views) == (24 if saves == "png" else 1)
+    if saves != "png":
+        assert queued(fake)["8"]["inputs"]["fps"] == 16, "the shot's rate, filled into the saver"
+    result = job.result
+    assert (result.fps, result.frames, result.width, result.height) == (16, 24, 320, 180)
+    assert probe.read_clip(result.path) == probe.ClipInfo(Fraction(16), 24, 320, 180)
+    assert _blender_frames(result.path, Fraction(16)) == 24
+    assert {"Encoding"} <= {e.message for e in events if e.kind == "downloading"}
+
+
+@pytest.mark.parametrize("name, subfolder", [("../x_00002_.png", ""), ("x_00002_.png", "../..")])
+def test_a_hostile_frame_name_is_refused_before_any_frame_is_read(servers, flow, queue, tmp_path, name, subfolder):
+    (fake,) = servers()
+    fake.saves = "png"
+    fake.files_for = lambda prompt_id, node_id, node: [("x_00001_.png", "", b"png"), (name, subfolder, b"png")]
+    job, _ = run(queue, service_for(fake), shot(options=flow(FRAMES, FRAMES_PINS)), tmp_path)
+    assert job.state == "failed" and "points outside its folders: refused" in job.message
+    assert not fake.calls_to(r"^/view$")
+
+
+def test_a_frame_that_is_not_an_image_fails_the_job(servers, flow, queue, tmp_path):
+    (fake,) = servers()
+    fake.saves = "png"
+    fake.files_for = lambda prompt_id, node_id, node: [("x_00001_.png", "", b"<html>not found</html>")]
+    job, _ = run(queue, service_for(fake), shot(options=flow(FRAMES, FRAMES_PINS)), tmp_path)
+    assert job.state == "failed" and "x_00001_.png is not a readable image" in job.message
+
+
+def test_cancel_while_encoding_frames_stops_the_child_and_leaves_nothing(servers, flow, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the frames and the child's scratch go here
+    (tmp_path / "tmp").mkdir()
+    (fake,) = servers()
+    fake.saves = "png"
+    service = service_for(fake)
+    q = JobQueue({service.id: service}, retry_delay=0.01)
+    try:
+        job = q.submit("shot", service.id, shot(options=flow(FRAMES, FRAMES_PINS), frames=600, width=320,
+                                                height=180), tmp_path / "take.mp4")
+        pump(q, lambda: job.message == "Encoding", timeout=60)
+        q.cancel(job.id)
+        cancelled_at = time.monotonic()
+        pump(q, lambda: job.is_finished)
+        assert time.monotonic() - cancelled_at < 3.0
+    finally:
+        assert q.shutdown(wait=True, timeout=10)
+    assert job.state == "cancelled"
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp", "workflow_api.json"]
+    if sys.platform.startswith("linux"):
+        running = [e.name for e in Path("/proc").iterdir() if e.name.isdigit() and _mentions(e, str(tmp_path))]
+        assert running == []
+
+
+def _mentions(process, text: str) -> bool:
+    try:
+        return text in (process / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def _busy(fake: FakeComfyUI) -> None:

@@ -1,4 +1,5 @@
 """Make an animatic clip: draw its frames with the pure core, then encode them with Blender's own FFmpeg.
+With --encode-only, encode frames that are already there (a ComfyUI image sequence).
 
 Only ever RUN in a child process, never imported by the add-on (all per-frame work happens
 here, so none of it holds the GIL in Blender's process):
@@ -6,10 +7,13 @@ here, so none of it holds the GIL in Blender's process):
     blender -b --factory-startup --python animatic_child.py -- ARGS    (a Blender binary)
 ARGS: --path DIR (repeatable: put first on sys.path; the add-on root, i.e. the folder holding
 `addon/`, and the folder Pillow is installed in) --request FILE.json --frames DIR --output FILE.mp4
+[--encode-only]
 
 The request JSON holds shot_name, prompt, negative_prompt, seed, frames, fps ("num/den"),
 width, height and reference_image. The core is imported as the top-level package `addon`,
-whatever the add-on's package is called in the parent.
+whatever the add-on's package is called in the parent. With --encode-only the JSON holds only
+frames, fps, width and height, and --frames already holds that many frames (PNG or JPEG, any
+names, played in name order, all of that size): nothing is drawn.
 
 Runs at a lower priority than Blender. Prints "shotline-progress PHASE DONE TOTAL" (PHASE:
 drawing, then encoding) per frame and "shotline-done" at the end, then leaves with os._exit
@@ -34,6 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--request", required=True)
     parser.add_argument("--frames", required=True)
     parser.add_argument("--output", required=True)
+    parser.add_argument("--encode-only", action="store_true")
     return parser.parse_args(args)
 
 
@@ -92,7 +97,7 @@ def fps_settings(fps: Fraction) -> tuple[int, float]:
     return whole, float(whole / fps)  # the nearest Blender can store
 
 
-def build_scene(frames_dir: str, count: int, fps: Fraction, width: int, height: int, output: str):
+def build_scene(frames_dir: str, names: list[str], fps: Fraction, width: int, height: int, output: str):
     import bpy
 
     scene = bpy.context.scene
@@ -100,7 +105,7 @@ def build_scene(frames_dir: str, count: int, fps: Fraction, width: int, height: 
     render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
     render.pixel_aspect_x = render.pixel_aspect_y = 1.0
     render.fps, render.fps_base = fps_settings(fps)
-    scene.frame_start, scene.frame_end = 1, count
+    scene.frame_start, scene.frame_end = 1, len(names)
     # The frames are display-ready sRGB: no tone mapping on the way out.
     scene.view_settings.view_transform = 'Standard'
     scene.view_settings.look = 'None'
@@ -127,9 +132,9 @@ def build_scene(frames_dir: str, count: int, fps: Fraction, width: int, height: 
         if hasattr(editor, name):
             setattr(editor, name, False)  # every frame is read once: caching only costs memory
     strips = editor.strips if hasattr(editor, "strips") else editor.sequences
-    strip = strips.new_image("frames", os.path.join(frames_dir, frame_name(0)), 1, 1)
-    for index in range(1, count):
-        strip.elements.append(frame_name(index))
+    strip = strips.new_image("frames", os.path.join(frames_dir, names[0]), 1, 1)
+    for name in names[1:]:
+        strip.elements.append(name)
     return scene
 
 
@@ -137,10 +142,10 @@ def report_frame(scene, *_args) -> None:
     report("encoding", scene.frame_current - scene.frame_start + 1, scene.frame_end - scene.frame_start + 1)
 
 
-def encode(request, frames_dir: str, output: str) -> None:
+def encode(frames_dir: str, names: list[str], fps: Fraction, width: int, height: int, output: str) -> None:
     import bpy
 
-    scene = build_scene(frames_dir, request.frames, request.fps, request.width, request.height, output)
+    scene = build_scene(frames_dir, names, fps, width, height, output)
     bpy.app.handlers.render_write.append(report_frame)
     bpy.ops.render.render(animation=True, scene=scene.name)
     if not os.path.isfile(output):
@@ -153,8 +158,18 @@ def main() -> None:
         os.nice(10)
     sys.path[:0] = args.path  # before any import of the core, Pillow or (for the bpy module) bpy
     frames_dir = os.path.abspath(args.frames)
-    request = draw(args.request, frames_dir)
-    encode(request, frames_dir, os.path.abspath(args.output))
+    if args.encode_only:
+        with open(args.request, encoding="utf-8") as file:
+            clip = json.load(file)
+        names = sorted(os.listdir(frames_dir))
+        if len(names) != clip["frames"]:
+            raise RuntimeError(f"Expected {clip['frames']} frames in {frames_dir}, found {len(names)}")
+        fps, width, height = Fraction(clip["fps"]), clip["width"], clip["height"]
+    else:
+        request = draw(args.request, frames_dir)
+        names = [frame_name(index) for index in range(request.frames)]
+        fps, width, height = request.fps, request.width, request.height
+    encode(frames_dir, names, fps, width, height, os.path.abspath(args.output))
     print(DONE, flush=True)
 
 

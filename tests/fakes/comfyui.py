@@ -17,8 +17,12 @@ Test handles: `runs` (completed runs per prompt id) and `prompts` (what each id 
 (a fresh process on the same port), `fail_at(node_id, message)` (the next prompt raises there),
 `refuse(node_id, message)` (the next POST /prompt is invalid at that node), `hold()`/`release()`
 (prompts wait in the queue), `websocket = False` (/ws answers 404), `files_for` (what a save node
-writes: replace it to serve other names or bytes) and `ui_key` ("images" like SaveVideo, or "gifs"
-like VideoHelperSuite).
+writes: replace it to serve other names or bytes), `ui_key` ("images" like SaveVideo, or "gifs"
+like VideoHelperSuite) and `saves`: "video" (`clip`), or pictures as SaveImage and SaveAnimatedWEBP
+make them: "png" (one PNG per frame, named by ComfyUI's counter, which starts at `counter`),
+"webp" or "gif" (one animated file). Pictures take their count and size from the workflow's
+length, width and height inputs (else 24 frames of 320x180) and an animation its rate from the
+save node's fps (else 16); no two frames alike (a GIF would merge them).
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ import time
 import uuid
 from collections import Counter
 from http.server import ThreadingHTTPServer
+from io import BytesIO
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
 
 from .clips import tiny_mp4
 from .server import Call, FakeServer, Reply
@@ -70,7 +77,9 @@ class FakeComfyUI(FakeServer):
         self.unmasked = 0  # client frames that came without a mask (must stay 0)
         self.websocket = True
         self.ui_key = "images"
-        self.files_for: Callable[[str, str, dict], list[tuple[str, str, bytes]]] = self._video
+        self.saves = "video"
+        self.counter = 1  # SaveImage's next file number
+        self.files_for: Callable[[str, str, dict], list[tuple[str, str, bytes]]] = self._save
         self._fail_at: list[tuple[str, str]] = []
         self._refuse: list[tuple[str, str]] = []
         self._held = False
@@ -160,10 +169,29 @@ class FakeComfyUI(FakeServer):
         return sum(n for pid, n in self.runs.items()
                    if text in json.dumps(self.prompts.get(pid), ensure_ascii=False))
 
-    def _video(self, prompt_id: str, node_id: str, node: dict) -> list[tuple[str, str, bytes]]:
+    def _save(self, prompt_id: str, node_id: str, node: dict) -> list[tuple[str, str, bytes]]:
         prefix = str(node["inputs"].get("filename_prefix", "ComfyUI"))
         subfolder, _, name = prefix.rpartition("/")
-        return [(f"{name}_{len(self.files) + 1:05}_.mp4", subfolder, self.clip(self.prompts.get(prompt_id, {})))]
+        graph = self.prompts.get(prompt_id, {})
+        if self.saves == "video":
+            return [(f"{name}_{len(self.files) + 1:05}_.mp4", subfolder, self.clip(graph))]
+        frames = _pictures(graph)
+        if self.saves == "png":
+            saved = []
+            for frame in frames:
+                out = BytesIO()
+                frame.save(out, "PNG")
+                saved.append((f"{name}_{self.counter:05}_.png", subfolder, out.getvalue()))
+                self.counter += 1
+            return saved
+        out = BytesIO()
+        duration = 1000 / float(node["inputs"].get("fps", 16))
+        if self.saves == "webp":  # as SaveAnimatedWEBP: whole milliseconds, cut down
+            frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], duration=int(duration),
+                           lossless=False, quality=90)
+        else:
+            frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=duration)
+        return [(f"{name}_{len(self.files) + 1:05}_.{self.saves}", subfolder, out.getvalue())]
 
     # -- connections ----------------------------------------------------------------------------------------------
 
@@ -383,7 +411,7 @@ class FakeComfyUI(FakeServer):
                     with self.lock:
                         self.files[("output", subfolder, name)] = data
                     saved.append({"filename": name, "subfolder": subfolder, "type": "output"})
-                ui = {"images": saved, "animated": [True]} if self.ui_key == "images" else \
+                ui = {"images": saved, "animated": [self.saves != "png"]} if self.ui_key == "images" else \
                     {self.ui_key: [dict(s, format="video/h264-mp4", frame_rate=24.0) for s in saved]}
                 outputs[node_id] = ui
                 emit("executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": prompt_id},
@@ -520,6 +548,13 @@ def _frame(opcode: int, payload: bytes, fin: bool) -> bytes:
     size = bytes([n]) if n < 126 else (bytes([126]) + struct.pack(">H", n) if n < 65536
                                        else bytes([127]) + struct.pack(">Q", n))
     return bytes([(0x80 if fin else 0) | opcode]) + size + payload
+
+
+def _pictures(graph: dict) -> list[Image.Image]:
+    """The frames a run makes: as many and as large as the workflow's latent says, each its own colour."""
+    inputs = next((n["inputs"] for n in graph.values() if {"length", "width", "height"} <= set(n["inputs"])), {})
+    count, width, height = inputs.get("length", 24), inputs.get("width", 320), inputs.get("height", 180)
+    return [Image.new("RGB", (width, height), (index % 256, index // 256 % 256, 160)) for index in range(count)]
 
 
 def _error(kind: str, message: str, details: str) -> dict:

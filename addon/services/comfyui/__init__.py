@@ -21,7 +21,9 @@ so it is sent again only when the server has it nowhere). The remote id is JSON 
 {"server": URL, "prompt_id": ..., "client_id": ...}. Progress comes over the websocket
 (/ws?clientId=, opened before queueing so no event is missed), with /history and /queue as the
 fallback and the periodic check. A job whose server went down is moved to another (pool.py).
-The clip is the first video file in the history outputs, read through GET /view.
+The clip is the first video file in the history outputs, read through GET /view. A workflow that
+saves an animated GIF/WebP or a sequence of PNG/JPEG frames instead has them read the same way and
+encoded into an MP4 by Blender's own FFmpeg (encode.frames_to_clip), at the workflow's rate.
 """
 
 from __future__ import annotations
@@ -32,13 +34,21 @@ import logging
 import mimetypes
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import requests
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+from ... import encode, probe, timing
 from .. import config, http, inputs
 from ..base import (Capabilities, JobControl, Request, Result, Service, ServiceError, Status,
                     SubmissionUncertain)
@@ -51,8 +61,10 @@ log = logging.getLogger("shotline.comfyui")
 ENV_URLS = "SHOTLINE_COMFYUI_URLS"
 DEFAULT_URL = "http://127.0.0.1:8188"
 VIDEO_EXTS = (".mp4", ".webm", ".mov", ".mkv")
-ANIMATION_EXTS = (".gif", ".webp")  # Shotline places movie files: an animated still is refused, with the fix
-FRAME_EXTS = (".png", ".jpg", ".jpeg")
+ANIMATION_EXTS = (".gif", ".webp")  # made into an MP4 (the VSE places movie files)
+FRAME_EXTS = (".png", ".jpg", ".jpeg")  # one output node's images: the frames of an MP4
+MAX_IMAGE = 256 * 1024**2  # bytes of one frame or animated file
+_COUNTER = re.compile(r"_(\d+)_?\.[^.]+$")  # SaveImage's "prefix_00001_.png": the frame's number
 UPLOAD_FOLDER = "shotline"  # inputs go to ComfyUI's input/shotline/
 
 def server_urls() -> list[str]:
@@ -353,11 +365,12 @@ class ComfyUIService(Service):
             failure = _history_failure(entry)
             if failure:
                 raise failure
-            item = pick_output(entry.get("outputs") or {}, watch.spec.mapping.outputs if watch.spec else ())
-            query = urlencode({"filename": item["filename"], "subfolder": item.get("subfolder") or "",
-                               "type": item.get("type") or "output"})
-            info = server.api.download(server.api.url(f"view?{query}"), dest, ctl,
-                                       on_progress=lambda f: ctl.report("downloading", f, "Downloading"))
+            kind, items = pick_output(entry.get("outputs") or {}, watch.spec.mapping.outputs if watch.spec else ())
+            if kind == "video":
+                info = server.api.download(server.api.url(f"view?{_view_query(items[0])}"), dest, ctl,
+                                           on_progress=lambda f: ctl.report("downloading", f, "Downloading"))
+            else:
+                info = _assemble(server, kind, items, _asked_fps(watch, entry), dest, ctl)
         except ServiceError as e:
             if e.retryable:  # the retry polls again: a server that died with the clip gets the shot moved
                 watch.done, watch.checked = False, 0.0
@@ -482,33 +495,207 @@ def safe_name(value: Any, what: str) -> str:
     return text
 
 
-def pick_output(outputs: dict, prefer: tuple[str, ...] = ()) -> dict:
-    """The video file among the history outputs, from the workflow's output nodes first.
-    Videos come under 'images' (SaveVideo), 'gifs' (VideoHelperSuite) or 'videos'."""
+def pick_output(outputs: dict, prefer: tuple[str, ...] = ()) -> tuple[str, list[dict]]:
+    """What the workflow saved, from its output nodes first: ("video", [file]), else ("animation",
+    [animated GIF/WebP]), else ("frames", [one node's images in ComfyUI's order]). Videos come under
+    'images' (SaveVideo), 'gifs' (VideoHelperSuite) or 'videos'; every name is checked first."""
     order = [n for n in prefer if n in outputs] + [n for n in outputs if n not in prefer]
-    found: list[dict] = []
+    nodes: list[list[dict]] = []
     for node_id in order:
         ui = outputs.get(node_id)
         if not isinstance(ui, dict):
             continue
-        for key in ("videos", "gifs", "images", "video"):
-            found += [item for item in ui.get(key) or [] if isinstance(item, dict) and item.get("filename")]
-    for item in found:
-        name = safe_name(item["filename"], "file")
-        safe_name(item.get("subfolder") or "", "folder")
-        if item.get("type", "output") not in ("output", "temp", "input"):
-            raise ServiceError(f"ComfyUI listed its output in an unknown place ({item.get('type')!r}).")
-        if name.lower().endswith(VIDEO_EXTS):
-            return item
-    names = [str(item["filename"]).lower() for item in found]
-    if any(n.endswith(ANIMATION_EXTS) for n in names):
-        raise ServiceError("The ComfyUI workflow saves an animated GIF or WebP; Shotline places video files. Save "
-                           "with SaveVideo (mp4) or VHS Video Combine (video/h264-mp4) instead.")
-    if sum(n.endswith(FRAME_EXTS) for n in names) > 1:
-        raise ServiceError(f"The ComfyUI workflow saves {len(names)} separate frames, not a video: Shotline does "
-                           f"not assemble image sequences. End the workflow with SaveVideo or VHS Video Combine.")
-    raise ServiceError("The ComfyUI workflow finished without saving a video. End it with SaveVideo or "
-                       "VHS Video Combine.")
+        items = [item for key in ("videos", "gifs", "images", "video") for item in ui.get(key) or []
+                 if isinstance(item, dict) and item.get("filename")]
+        for item in items:
+            safe_name(item["filename"], "file")
+            safe_name(item.get("subfolder") or "", "folder")
+            if item.get("type", "output") not in ("output", "temp", "input"):
+                raise ServiceError(f"ComfyUI listed its output in an unknown place ({item.get('type')!r}).")
+        nodes.append(items)
+    for kind, exts in (("video", VIDEO_EXTS), ("animation", ANIMATION_EXTS)):
+        for items in nodes:
+            for item in items:
+                if str(item["filename"]).lower().endswith(exts):
+                    return kind, [item]
+    for items in nodes:
+        frames = [item for item in items if str(item["filename"]).lower().endswith(FRAME_EXTS)]
+        if frames:
+            return "frames", sorted(frames, key=_frame_number)
+    raise ServiceError("The ComfyUI workflow finished without saving a video, an animation or frames. End it "
+                       "with SaveVideo, VHS Video Combine, SaveAnimatedWEBP or SaveImage.")
+
+
+def _frame_number(item: dict) -> int:
+    """The counter in a SaveImage name, compared as a number (it outgrows its five digits); -1 if none."""
+    match = _COUNTER.search(str(item["filename"]))
+    return int(match.group(1)) if match else -1
+
+
+def _assemble(server: Server, kind: str, items: list[dict], fps: Fraction | None, dest: Path,
+              ctl: JobControl) -> probe.ClipInfo:
+    """An animated file's frames, or a sequence of frames, encoded into an MP4 at `dest`. The
+    frames are decoded and saved here, in Pillow's C code (which lets go of the GIL, unlike
+    drawing); the encode runs in the child process, as the animatic's does."""
+    # A scratch folder like the child's: one a killed Blender left is removed the same way.
+    folder = Path(tempfile.mkdtemp(prefix=encode.SCRATCH_PREFIX))
+    try:
+        frames = _Frames(folder)
+        if kind == "animation":
+            fps = _unpack(_view_bytes(server, items[0], ctl), items[0]["filename"], fps, frames, ctl)
+        else:
+            for number, item in enumerate(items, 1):
+                data = _view_bytes(server, item, ctl)
+                frames.add(_image(data, item["filename"]), data)
+                ctl.report("downloading", number / len(items), "Downloading frames")
+        if fps is None:  # a job of an earlier session whose workflow states no rate
+            raise ServiceError("ComfyUI saved frames but Shotline cannot tell their frame rate (the shot was "
+                               "queued in an earlier session). Generate again.")
+        width, height = frames.even_size
+        encode.frames_to_clip(folder, frames.count, fps, width, height, dest, ctl,
+                              lambda _phase, done: ctl.report("downloading", done, "Encoding"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        return probe.read_clip(dest)
+    except probe.ClipError as e:
+        raise ServiceError(f"The clip encoded from ComfyUI's frames is not whole: {e}.") from None
+
+
+def _view_query(item: dict) -> str:
+    return urlencode({"filename": item["filename"], "subfolder": item.get("subfolder") or "",
+                      "type": item.get("type") or "output"})
+
+
+def _view_bytes(server: Server, item: dict, ctl: JobControl) -> bytes:
+    """One image output through GET /view. http.Api.download takes only videos, so it is read here;
+    a failure worth retrying is left to the job queue, whose retry polls and fetches again."""
+    ctl.check()
+    name = item["filename"]
+    try:
+        with server.api.session.get(server.api.url(f"view?{_view_query(item)}"), stream=True,
+                                    timeout=server.api.timeout) as response:
+            if not response.ok:
+                raise ServiceError(f"ComfyUI at {server.name} answered {response.status_code} for {name}.",
+                                   retryable=response.status_code >= 500)
+            data = bytearray()
+            for chunk in response.iter_content(http.CHUNK):
+                ctl.check()
+                data += chunk
+                if len(data) > MAX_IMAGE:
+                    raise ServiceError(f"ComfyUI's {name} is larger than {MAX_IMAGE} bytes.")
+    except requests.RequestException as e:
+        raise ServiceError(f"Reading {name} from ComfyUI at {server.name} failed ({e}).", retryable=True) from None
+    return bytes(data)
+
+
+def _image(data: bytes, name: str) -> Image.Image:
+    """The PNG or JPEG in `data`, checked whole; refused if it is anything else."""
+    try:
+        with Image.open(BytesIO(data)) as probe_image:
+            probe_image.verify()  # a PNG cut short or damaged fails here, not in Blender
+        image = Image.open(BytesIO(data))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ServiceError(f"ComfyUI's frame {name} is not a readable image ({e}).") from None
+    if image.format not in ("PNG", "JPEG"):
+        raise ServiceError(f"ComfyUI's frame {name} is a {image.format} image, not a PNG or JPEG.")
+    return image
+
+
+def _unpack(data: bytes, name: str, asked: Fraction | None, frames: _Frames, ctl: JobControl) -> Fraction | None:
+    """Every frame of the animated GIF/WebP in `data` into `frames`; returns the rate it plays at.
+    A frame lasting several steps is written that many times: encoders merge repeated frames."""
+    try:
+        with Image.open(BytesIO(data)) as animation:
+            if animation.format not in ("GIF", "WEBP"):
+                raise ServiceError(f"ComfyUI's {name} is a {animation.format} image, not an animated GIF or WebP.")
+            quantum = 10 if animation.format == "GIF" else 1  # GIF durations are hundredths of a second
+            durations = [_duration(frame) for frame in ImageSequence.Iterator(animation)]
+            fps = _animation_fps(durations, quantum, asked)
+            for number, (frame, duration) in enumerate(zip(ImageSequence.Iterator(animation), durations), 1):
+                ctl.check()
+                frames.add(frame.convert("RGB"), repeat=max(1, _steps(duration, fps)) if fps else 1)
+                ctl.report("downloading", number / len(durations), "Reading frames")
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:
+        raise ServiceError(f"ComfyUI's {name} is not a readable animation ({e}).") from None
+    return fps
+
+
+def _duration(frame: Image.Image) -> int:
+    frame.load()  # Pillow sets a WebP frame's duration when it decodes it
+    return frame.info.get("duration") or 0
+
+
+def _animation_fps(durations: list[int], quantum: int, asked: Fraction | None) -> Fraction | None:
+    """The rate of an animated file with these frame durations (ms; `quantum`: their precision).
+    The file's durations win over the rate the workflow was given: they are what its save node was
+    really told (a workflow may set its own rate where Shotline had no place to write the shot's),
+    and the clip must play at the speed it was made for. A rate only names that speed: durations are
+    whole ms (GIF: hundredths of a second; ComfyUI writes int(1000 / fps)), which cannot hold 24 or
+    23.976, and encoders merge repeated frames into longer ones, so the asked rate, or else the
+    whole rate of the shortest frame, is taken when every duration is a whole number of its frames."""
+    if not durations or min(durations) <= 0:
+        return asked  # no durations stated
+    shortest = min(durations)
+    for candidate in (asked, Fraction(round(1000 / shortest))):
+        if candidate and all(_steps(d, candidate) and abs(d - _steps(d, candidate) * 1000 / candidate)
+                             < quantum * _steps(d, candidate) for d in set(durations)):
+            return candidate
+    return timing.rate(1000 / shortest)
+
+
+def _steps(duration: int, fps: Fraction) -> int:
+    """How many frames at `fps` a frame lasting `duration` ms stands for."""
+    return round(duration * fps / 1000)
+
+
+class _Frames:
+    """A folder of numbered frames of one size, made even (H.264 needs it)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.count, self.size = folder, 0, None
+
+    def add(self, image: Image.Image, source: bytes | None = None, repeat: int = 1) -> None:
+        """`image`, `repeat` times; `source`: the PNG or JPEG file it was read from, kept as it is when
+        its size will do."""
+        if self.size is None:
+            self.size = image.size
+        elif image.size != self.size:
+            raise ServiceError(f"ComfyUI's frames differ in size ({self.size[0]}x{self.size[1]}, then "
+                               f"{image.size[0]}x{image.size[1]}).")
+        even = self.even_size
+        if source is not None and even == image.size:  # as ComfyUI saved it: no second compression
+            path = self.folder / f"{self.count:06d}{'.png' if image.format == 'PNG' else '.jpg'}"
+            path.write_bytes(source)
+        else:
+            # An odd width or height loses its last column or row: a black edge, or a resampling
+            # blur over the whole picture, would show more than one pixel line.
+            path = self.folder / f"{self.count:06d}.png"
+            image.crop((0, 0, *even)).save(path, compress_level=1)
+        self.count += 1
+        for _ in range(repeat - 1):
+            shutil.copyfile(path, self.folder / f"{self.count:06d}{path.suffix}")
+            self.count += 1
+
+    @property
+    def even_size(self) -> tuple[int, int]:
+        width, height = self.size
+        return width - width % 2, height - height % 2
+
+
+def _asked_fps(watch: _Watch, entry: dict) -> Fraction | None:
+    """The rate the service filled into the workflow: the shot's. For a job of an earlier session
+    (its request is gone), the rate the history's copy of the filled workflow holds, if it has one."""
+    if watch.request is not None:
+        return watch.request.fps
+    queued = entry.get("prompt")
+    try:
+        graph = queued[2]
+        slot = workflow.analyse(graph).slots["fps"]
+        value = graph[slot.node_id]["inputs"][slot.input_name]
+        return timing.rate(float(value)) if isinstance(value, (int, float)) and value > 0 else None
+    except (ServiceError, LookupError, TypeError):
+        return None
 
 
 def _fields_used(request: Request) -> list[str]:
