@@ -227,6 +227,8 @@ def test_send_to_farm_from_blender_submits_the_saved_files_shots(manager, scene,
         assert json.loads(stored["settings"]["shots"]) == SHOTS
         assert stored["settings"]["batch_script"] == str(farm.BATCH_SCRIPT) and farm.BATCH_SCRIPT.is_file()
         assert "Flamenco job" in farm.answer() and "queued" in farm.answer()
+        bpy.ops.wm.read_homefile(use_empty=True)
+        assert farm.answer() == "", "the answer was about the file closed"
     finally:
         settings.flamenco_url = ""
 

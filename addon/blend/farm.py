@@ -20,6 +20,11 @@ def answer() -> str:
     return _answer[-1] if _answer else ""
 
 
+def forget() -> None:
+    """Another file is open: the last submission's answer was about the one before."""
+    _answer.clear()
+
+
 def job_for(scene, manager_url: str, batch_script: str, selected_only: bool = False) -> dict:
     """The farm job for the saved file's shots (the selected ones, or all). Raises ValueError."""
     if not manager_url:

@@ -21,7 +21,7 @@ from bpy.app.handlers import persistent
 from .. import encode, jobs, journal, media, timing
 from ..services import registry
 from ..services.base import ServiceError
-from . import compat, identity, mediafolder, placement, prefs, shots, song
+from . import compat, farm, identity, mediafolder, placement, prefs, shots, song
 
 log = logging.getLogger("shotline")
 
@@ -419,6 +419,7 @@ def notify(message: str) -> None:
 
 @persistent
 def _load_post(*_args) -> None:
+    farm.forget()
     resume_file_jobs()
 
 
