@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import threading
+from typing import Any, Mapping
 
 from . import config, http
-from .base import Service, ServiceError
+from .base import Capabilities, Service, ServiceError
 
 
 class CloudService(Service):
     """A paid service reached over HTTPS. Subclasses set the class attributes and `auth_headers`."""
 
     headers: dict[str, str] = {}  # extra headers every call needs (e.g. an API version)
+    catalogue: Mapping[str, Any] = {}  # model id -> an entry with .capabilities(); the first is the default
+
+    def models(self) -> list[str]:
+        return list(self.catalogue)
+
+    def capabilities_for(self, model: str) -> Capabilities:
+        if not self.catalogue:
+            return Capabilities()
+        default = next(iter(self.catalogue))
+        return self.catalogue.get(model or default, self.catalogue[default]).capabilities()
+
+    @property
+    def capabilities(self) -> Capabilities:  # the default model's
+        return self.capabilities_for("")
     poll_interval = 5.0
     max_wait = 30 * 60.0  # a job still running after this is lost: cancelled where the service can
 

@@ -77,6 +77,7 @@ DEFAULT = next(iter(MODELS))
 class LumaService(CloudService):
     id = "luma"
     label = "Luma"
+    catalogue = MODELS
     key_env = "LUMAAI_API_KEY"
     extra_keys = (("luma-agents", "Agents API Key", "LUMA_AGENTS_API_KEY"),)  # else the Luma key is used
     default_url = DREAM_MACHINE.host
@@ -106,16 +107,6 @@ class LumaService(CloudService):
             return cached[1]
 
     # -- what it can do ---------------------------------------------------------------------------------------------
-
-    def models(self) -> list[str]:
-        return list(MODELS)
-
-    def capabilities_for(self, model: str) -> Capabilities:
-        return MODELS.get(model or DEFAULT, MODELS[DEFAULT]).capabilities()
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.capabilities_for("")
 
     def check(self, request: Request) -> None:
         model_id, model = _model(request)

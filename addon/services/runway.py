@@ -83,6 +83,7 @@ DEFAULT = next(iter(MODELS))
 class RunwayService(CloudService):
     id = "runway"
     label = "Runway"
+    catalogue = MODELS
     key_env = "RUNWAYML_API_SECRET"
     default_url = "https://api.dev.runwayml.com"
     headers = {"X-Runway-Version": "2024-11-06"}
@@ -93,16 +94,6 @@ class RunwayService(CloudService):
         self._tasks: dict[str, dict] = {}  # remote id -> its last reply (links, cost)
 
     # -- what it can do ---------------------------------------------------------------------------------------------
-
-    def models(self) -> list[str]:
-        return list(MODELS)
-
-    def capabilities_for(self, model: str) -> Capabilities:
-        return MODELS.get(model or DEFAULT, MODELS[DEFAULT]).capabilities()
-
-    @property
-    def capabilities(self) -> Capabilities:  # the default model's
-        return self.capabilities_for("")
 
     def check(self, request: Request) -> None:
         super().check(request)

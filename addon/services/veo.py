@@ -59,6 +59,7 @@ DEFAULT = next(iter(MODELS))
 class VeoService(CloudService):
     id = "veo"
     label = "Veo"
+    catalogue = MODELS
     key_env = "GEMINI_API_KEY"
     default_url = "https://generativelanguage.googleapis.com"
     poll_interval = 10.0
@@ -72,16 +73,6 @@ class VeoService(CloudService):
         return {"x-goog-api-key": key}
 
     # -- what it can do ---------------------------------------------------------------------------------------------
-
-    def models(self) -> list[str]:
-        return list(MODELS)
-
-    def capabilities_for(self, model: str) -> Capabilities:
-        return MODELS.get(model or DEFAULT, MODELS[DEFAULT]).capabilities()
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self.capabilities_for("")
 
     def check(self, request: Request) -> None:
         super().check(request)
