@@ -70,7 +70,8 @@ def test_nine_shots_over_a_pool_with_servers_down_run_once_each(pool, scene):
     select(scene, made)
     assert op(scene, "shotline_generate") == {'FINISHED'}
     deadline = time.monotonic() + 120
-    while sum(dying.runs.values()) < 1:  # let it finish one, then it dies mid-batch
+    # let it finish one and hand it over (a clip still on a dead server must be made again), then it dies
+    while not any(s.shotline.status == 'PLACED' and dying.runs_of(s.shotline.prompt) for s in made):
         assert time.monotonic() < deadline
         runtime.pump()
         time.sleep(0.02)
