@@ -1,9 +1,17 @@
 """The animatic's pictures: a placeholder clip drawn with Pillow, deterministic for a seed.
 
-Without a reference image: the prompt as wrapped text over a slowly moving two-colour
-wave background whose colours and motion come from the seed. With one: a slow pan and
-zoom across it (the first frame is the centred crop), the prompt as a small caption.
-Always: the shot name top left, and the frame code with the frame number bottom left.
+Without a picture to show: the prompt as wrapped text over a slowly moving two-colour
+wave background whose colours and motion come from the seed. With a first-frame image: a slow
+pan and zoom across it (the first frame is the centred crop). With a source video: its
+pictures in time, restyled (posterized and tinted by the seed). With a last-frame image: a
+dissolve over the final second into it (the last frame is that image, fitted as the first
+is). With pictures the prompt is a small caption. With reference images: a row of
+thumbnails top right. With audio: a mouth lower middle that opens with the loudness of
+each frame's slice of the sound, and a level bar. Always: the shot name top left, and the
+frame code with the frame number bottom left.
+
+What needs Blender (decoding the source video and the audio) is done by the child, which
+hands the results in: the source's picture files per frame and the samples' loudness.
 
 Text is drawn with a chain of fonts (`Fonts`): the child passes Blender's own UI fonts, so
 the animatic draws what the prompt field shows.
@@ -16,8 +24,10 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
 import random
 import unicodedata
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +44,11 @@ _PROBE_SIZE = 32  # pixels: whether a font has a glyph is decided once per chara
 NOTDEF = "\U0010FFFF"  # a noncharacter: no font maps it, so it draws the font's .notdef glyph (a box)
 _MISSING = ("\N{REPLACEMENT CHARACTER}", "?")  # what a character no font has becomes, the first one drawable
 _ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
+_THUMB = 0.16  # a reference thumbnail's side, as a fraction of the picture's short side
+_POSTER_BITS = 3  # a restyled source keeps 8 levels per channel
+_TINT = 0.25  # how much of the seed's colour a restyled source takes
+_QUIET_DB, _LOUD_DB = -50.0, -10.0  # the mouth is closed at the first loudness, wide open at the second
+_LIPS, _INSIDE, _SKIN, _LEVEL = (200, 50, 70), (25, 5, 10), (236, 204, 178), (90, 230, 120)
 
 
 def _invisible(char: str) -> bool:
@@ -206,16 +221,63 @@ def _colour(hue: float, lightness: float, saturation: float) -> np.ndarray:
     return np.array(colorsys.hls_to_rgb(hue % 1.0, lightness, saturation), dtype=np.float32) * 255
 
 
+class InputError(Exception):
+    """An input file the animatic cannot use; the message names it."""
+
+
+def load_picture(path: str, label: str) -> Image.Image:
+    """The picture at `path` as RGB, upright; InputError naming the file when Pillow cannot read it."""
+    try:
+        with Image.open(path) as source:
+            return ImageOps.exif_transpose(source).convert("RGB")
+    except OSError as ex:  # missing, not a picture, truncated
+        raise InputError(f"Cannot read the {label} {os.path.basename(path)}: {ex}") from None
+
+
+def source_frame_numbers(frames: int, fps: Fraction, source_fps: Fraction, source_frames: int) -> list[int]:
+    """The source video's frame (0-based) shown at each output frame i: the one playing at time
+    i / fps, the last one held when the source is shorter. Exact for rational rates."""
+    last = max(source_frames, 1) - 1
+    step = Fraction(source_fps) / Fraction(fps)
+    return [min(math.floor(i * step), last) for i in range(frames)]
+
+
+def frame_loudness(samples: np.ndarray, rate: int, fps: Fraction, frames: int) -> list[float]:
+    """The RMS (full scale 1.0) of the sound, channels mixed, within each frame's time window
+    [i / fps, (i + 1) / fps); 0 past the end of the sound."""
+    mono = np.asarray(samples, dtype=np.float64)
+    mono = mono.mean(axis=1) if mono.ndim == 2 else mono
+    energy = np.concatenate([[0.0], np.cumsum(mono * mono)])
+    fps = Fraction(fps)
+    edges = [k * rate * fps.denominator // fps.numerator for k in range(frames + 1)]
+    end = len(mono)  # what lies past it is silence
+    return [math.sqrt(max(energy[min(b, end)] - energy[min(a, end)], 0.0) / (b - a)) if b > a else 0.0
+            for a, b in zip(edges, edges[1:])]
+
+
+def mouth_opening(rms: float) -> float:
+    """How far the mouth opens (0 closed .. 1) for a loudness: -50 dBFS and below closed, -10 dBFS open."""
+    if rms <= 0:
+        return 0.0
+    return min(1.0, max(0.0, (20 * math.log10(rms) - _QUIET_DB) / (_LOUD_DB - _QUIET_DB)))
+
+
 class Animatic:
     """Draws the frames of one request. Construct once, then call `frame(i)` for i in 0..frames-1."""
 
-    def __init__(self, request: Request, font_files: Sequence[str] = ()):
-        """`font_files`: the fonts to draw text with, in order of preference (see `Fonts`)."""
+    def __init__(self, request: Request, font_files: Sequence[str] = (), source_frames: Sequence[str] | None = None,
+                 loudness: Sequence[float] | None = None):
+        """`font_files`: the fonts to draw text with, in order of preference (see `Fonts`).
+        `source_frames`: with a source video, the picture file shown at each frame (the output's size).
+        `loudness`: with audio, the RMS of each frame's slice of it (`frame_loudness`).
+        Raises InputError when an input picture cannot be read."""
         self.request = request
         self.fonts = Fonts(font_files)
         self.width, self.height = request.width, request.height
         self.fps = float(request.fps)
         self.short = min(self.width, self.height)
+        self._source = self._per_frame(source_frames, request.source_video, "source_frames")
+        self._loudness = self._per_frame(loudness, request.audio, "loudness")
         rng = random.Random(request.seed)
         hue = rng.random()
         self._colours = (_colour(hue, 0.22, 0.6), _colour(hue + 0.25 + 0.25 * rng.random(), 0.45, 0.75),
@@ -223,12 +285,29 @@ class Animatic:
         # Two plane waves: direction (radians), wavelength (picture heights), speed (wavelengths per second).
         self._waves = [(rng.uniform(0, 2 * math.pi), rng.uniform(0.8, 1.6), rng.uniform(0.05, 0.15))
                        for _ in range(2)]
-        self._reference = self._load_reference(request.reference_image) if request.reference_image else None
+        self._reference = self._load_fitted(request.reference_image, "reference image")
         self._pan_end = (rng.random(), rng.random())
+        tint = _colour(rng.random(), 0.55, 0.85)
+        self._tint = Image.new("RGB", (self.width, self.height), tuple(int(c) for c in tint))
+        last = self._load_fitted(request.last_frame_image, "last-frame image")
+        self._last = self._cover(last) if last is not None else None
+        self._thumbnails = [ImageOps.fit(load_picture(path, "reference image"), (round(_THUMB * self.short),) * 2,
+                                         Image.Resampling.LANCZOS) for path in request.reference_images]
+        self._shown = None  # (path, restyled picture) of the source frame shown last: frames often repeat it
         self._stroke = max(1, round(self.short / 120))
         self._label_font = self.fonts.at(self.short / 14).primary  # digits only
         self._label_xy, self._label_anchor, text_bottom = self._place_label()
+        self.mouth_box = self._place_mouth(text_bottom) if self._loudness is not None else None
+        if self.mouth_box is not None:
+            text_bottom = min(text_bottom, self.mouth_box[1] - 0.03 * self.short)
         self._overlay = self._draw_overlay(text_bottom)
+
+    def _per_frame(self, values: Sequence | None, input_file: str, name: str) -> list | None:
+        if not input_file:
+            return None
+        if values is None or len(values) != self.request.frames:
+            raise ValueError(f"{name}: one value per frame is needed with {os.path.basename(input_file)}")
+        return list(values)
 
     def _place_label(self) -> tuple[tuple[float, float], str, float]:
         """Where the frame number goes (beside the code, or above it when there is no room) and
@@ -239,28 +318,46 @@ class Animatic:
             return (right + gap, (top + bottom) / 2), "lm", top - gap
         return (left, top - gap / 2), "ld", top - gap - self._label_font.getbbox("0")[3] * 1.2
 
-    def _load_reference(self, path: str) -> Image.Image:
-        with Image.open(path) as source:
-            image = ImageOps.exif_transpose(source).convert("RGB")
+    def _place_mouth(self, text_bottom: float) -> tuple[int, int, int, int]:
+        """The face plate's box (left, top, right, bottom), lower middle: down by the bottom edge when
+        the frame code and its number leave room beside it, else above them."""
+        plate_w, plate_h = 0.36 * self.short, 0.24 * self.short
+        left = (self.width - plate_w) / 2
+        code_right = framecode.plate_box(self.width, self.height)[2]
+        if self._label_anchor == "lm":
+            code_right = self._label_xy[0] + self._label_font.getlength("0000")
+        bottom = self.height - 0.04 * self.short if left > code_right + 0.03 * self.short else text_bottom
+        return round(left), round(bottom - plate_h), round(left + plate_w), round(bottom)
+
+    def _load_fitted(self, path: str, label: str) -> Image.Image | None:
+        if not path:
+            return None
+        image = load_picture(path, label)
         # No need to keep more than twice the output's pixels across.
         image.thumbnail((self.width * 2, self.height * 2), Image.Resampling.LANCZOS)
         return image
 
     def _draw_overlay(self, bottom: float) -> Image.Image:
-        """The text that stays put: shot name and prompt, on a transparent layer."""
+        """What stays put: shot name, prompt, reference thumbnails and the mouth's face plate, on a
+        transparent layer."""
         overlay = Image.new("RGBA", (self.width, self.height), (0, 0, 0, 0))
         pen = ImageDraw.Draw(overlay)
         margin = 0.04 * self.short
+        thumbs_left = self._draw_thumbnails(overlay, pen, margin)
+        if self.mouth_box is not None:
+            pen.rounded_rectangle(self.mouth_box, radius=0.04 * self.short, fill=_SKIN)
         style = {"fill": "white", "stroke_width": self._stroke, "stroke_fill": "black"}
         name_face = self.fonts.at(self.short / 11)
         name = _truncate(self.fonts.clean(" ".join(self.request.shot_name.split())), name_face,
-                         self.width - 2 * margin)
+                         thumbs_left - 2 * margin)
         name_face.draw(pen, (margin, margin), name, **style)
-        top = margin + name_face.line_height + margin / 2
+        thumbs_height = self._thumbnails[0].height if self._thumbnails else 0
+        top = margin + max(name_face.line_height, thumbs_height) + margin / 2
         prompt = self.fonts.clean(self.request.prompt).strip()
         if not prompt or bottom <= top:
             return overlay
-        if self._reference is not None:  # a small caption under the name, the picture stays visible
+        if any(shown is not None for shown in (self._reference, self._last, self._source)):
+            # a small caption under the name: the picture stays visible
             face, lines = _fit_text(prompt, self.fonts, self.short / 18, (self.width - 2 * margin, bottom - top), 2)
             for k, line in enumerate(lines):
                 face.draw(pen, (margin, top + k * face.line_height), line, **style)
@@ -270,6 +367,22 @@ class Animatic:
         for k, line in enumerate(lines):
             face.draw(pen, ((self.width - face.getlength(line)) / 2, y + k * face.line_height), line, **style)
         return overlay
+
+    def _draw_thumbnails(self, overlay: Image.Image, pen: ImageDraw.ImageDraw, margin: float) -> float:
+        """The reference images in a row along the top right, in the order sent, each framed in white;
+        returns the row's left edge (the width when there are none)."""
+        if not self._thumbnails:
+            return self.width
+        side = self._thumbnails[0].width
+        gap = max(2, round(0.02 * self.short))
+        x = round(self.width - margin - len(self._thumbnails) * (side + gap) + gap)
+        y = round(margin)
+        left = x
+        for thumbnail in self._thumbnails:
+            overlay.paste(thumbnail, (x, y))
+            pen.rectangle((x - 1, y - 1, x + side, y + side), outline="white")
+            x += side + gap
+        return left - gap
 
     def _background(self, seconds: float) -> Image.Image:
         rows = _GRID
@@ -289,11 +402,23 @@ class Animatic:
         small = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))  # (h, w, 3) uint8: RGB
         return small.resize((self.width, self.height), Image.Resampling.BILINEAR)
 
+    def _crop_size(self, image: Image.Image) -> tuple[float, float]:
+        """The largest part of `image` with the output's aspect."""
+        width, height = image.size
+        aspect = self.width / self.height
+        return (height * aspect, height) if width / height > aspect else (width, width / aspect)
+
+    def _cover(self, image: Image.Image) -> Image.Image:
+        """`image` filling the frame: its centred crop, scaled (the pan and zoom's first frame)."""
+        width, height = image.size
+        crop_w, crop_h = self._crop_size(image)
+        box = ((width - crop_w) / 2, (height - crop_h) / 2, (width + crop_w) / 2, (height + crop_h) / 2)
+        return image.resize((self.width, self.height), Image.Resampling.BILINEAR, box=box)
+
     def _pan_zoom(self, index: int) -> Image.Image:
         image = self._reference
         width, height = image.size
-        aspect = self.width / self.height
-        crop_w, crop_h = (height * aspect, height) if width / height > aspect else (width, width / aspect)
+        crop_w, crop_h = self._crop_size(image)
         frames = self.request.frames
         zoom = 1 + min(_MAX_ZOOM - 1, _ZOOM_PER_SECOND * frames / self.fps)
         end_w, end_h = crop_w / zoom, crop_h / zoom
@@ -308,13 +433,65 @@ class Animatic:
         box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
         return image.resize((self.width, self.height), Image.Resampling.BILINEAR, box=box)
 
+    def _restyled_source(self, index: int) -> Image.Image:
+        """The source video's picture at this frame, posterized and tinted by the seed."""
+        path = self._source[index]
+        if self._shown is None or self._shown[0] != path:
+            picture = load_picture(path, "source video frame")
+            if picture.size != (self.width, self.height):
+                picture = self._cover(picture)
+            self._shown = path, Image.blend(ImageOps.posterize(picture, _POSTER_BITS), self._tint, _TINT)
+        return self._shown[1].copy()
+
+    def _last_mix(self, index: int) -> float:
+        """How much of the last-frame image shows: 0 until the final second (or the whole clip, if
+        shorter), then rising to 1 on the last frame."""
+        if self._last is None:
+            return 0.0
+        span = min(self.request.frames - 1, round(self.fps))
+        if span <= 0:
+            return 1.0
+        return max(0.0, (index - (self.request.frames - 1 - span)) / span)
+
+    def _draw_mouth(self, pen: ImageDraw.ImageDraw, rms: float) -> None:
+        """On the face plate: a mouth open as far as the loudness says (a line of lips when silent)
+        and a level bar along the plate's bottom."""
+        left, top, right, bottom = self.mouth_box
+        pad = 0.03 * self.short
+        bar = max(2, round(0.025 * self.short))
+        cx, cy = (left + right) / 2, (top + bottom - bar - pad) / 2
+        level = mouth_opening(rms)
+        half_w, half_h = 0.12 * self.short, 0.065 * self.short * level
+        if half_h >= 1:
+            pen.ellipse((cx - half_w, cy - half_h, cx + half_w, cy + half_h), fill=_INSIDE, outline=_LIPS,
+                        width=self._stroke)
+        else:
+            pen.line((cx - half_w, cy, cx + half_w, cy), fill=_LIPS, width=self._stroke)
+        track = (left + pad, bottom - pad - bar, right - pad, bottom - pad)
+        pen.rectangle(track, fill=(60, 60, 60))
+        if level > 0:
+            pen.rectangle((track[0], track[1], track[0] + (track[2] - track[0]) * level, track[3]), fill=_LEVEL)
+
     def frame(self, index: int) -> Image.Image:
         """Frame `index` (0-based) as an RGB image of the requested size."""
-        picture = self._pan_zoom(index) if self._reference is not None else self._background(index / self.fps)
+        if self._source is not None:
+            picture = self._restyled_source(index)
+        elif self._reference is not None:
+            picture = self._pan_zoom(index)
+        else:
+            picture = self._background(index / self.fps)
+        mix = self._last_mix(index)
+        if mix >= 1:
+            picture = self._last.copy()
+        elif mix > 0:
+            picture = Image.blend(picture, self._last, mix)
         picture.paste(self._overlay, (0, 0), self._overlay)
+        pen = ImageDraw.Draw(picture)
+        if self._loudness is not None:
+            self._draw_mouth(pen, self._loudness[index])
         framecode.draw(picture, index)
-        ImageDraw.Draw(picture).text(self._label_xy, f"{index:04d}", font=self._label_font, fill="white",
-                                     anchor=self._label_anchor, stroke_width=self._stroke, stroke_fill="black")
+        pen.text(self._label_xy, f"{index:04d}", font=self._label_font, fill="white",
+                 anchor=self._label_anchor, stroke_width=self._stroke, stroke_fill="black")
         return picture
 
 

@@ -138,7 +138,9 @@ def _request_fields(request: Request) -> dict:
     fps = request.fps
     return {"shot_name": request.shot_name, "prompt": request.prompt, "negative_prompt": request.negative_prompt,
             "seed": request.seed, "frames": request.frames, "fps": f"{fps.numerator}/{fps.denominator}",
-            "width": request.width, "height": request.height, "reference_image": request.reference_image}
+            "width": request.width, "height": request.height, "reference_image": request.reference_image,
+            "last_frame_image": request.last_frame_image, "reference_images": list(request.reference_images),
+            "source_video": request.source_video, "audio": request.audio}
 
 
 def _run(argv: list[str], env: dict[str, str], ctl: JobControl,

@@ -200,6 +200,7 @@ class _Task:
     remote_id: str | None
     created: float
     journal: str
+    prepare: Callable[[JobControl], None] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: bool = False
     detached: bool = False  # stopped by shutdown: the remote job goes on
@@ -237,10 +238,12 @@ class JobQueue:
     # -- main thread -------------------------------------------------------------------------------------------
 
     def submit(self, key: str, service_id: str, request: Request, dest: Path, journal_file: str = "",
-               estimate: float | None = None) -> Job:
+               estimate: float | None = None, prepare: Callable[[JobControl], None] | None = None) -> Job:
+        """`prepare` makes the request's input files (a song slice, a video segment) on the worker,
+        before anything is sent; it is not saved: a resumed job finds its inputs made or fails."""
         job = Job(key=key, service_id=service_id, request=request, dest=Path(dest), journal=journal_file,
                   estimate=estimate)
-        return self._add(job)
+        return self._add(job, prepare)
 
     def resume(self, record: Mapping[str, Any]) -> Job:
         """Re-adopt a job saved by `to_record`. With a remote_id it polls the service again without
@@ -338,7 +341,7 @@ class JobQueue:
                 t.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in threads)
 
-    def _add(self, job: Job) -> Job:
+    def _add(self, job: Job, prepare: Callable[[JobControl], None] | None = None) -> Job:
         if self._closed:
             raise RuntimeError("the job queue is shut down")
         if any(j.dest == job.dest for j in self.active()):
@@ -350,7 +353,7 @@ class JobQueue:
             self._post(Event(job.id, "failed", message=f"Unknown service: {job.service_id}"))
             return job
         task = _Task(job.id, job.key, job.service_id, service, job.request, job.dest, job.remote_id, job.created,
-                     job.journal)
+                     job.journal, prepare)
         self._post(Event(job.id, "queued", message="Queued"))
         limit = max(1, self._limits.get(job.service_id, service.max_concurrency or 1))
         with self._lock:
@@ -431,6 +434,13 @@ class JobQueue:
     def _attempt(self, task: _Task, ctl: JobControl, part: Path) -> Result:
         """submit (unless resuming) -> poll until done -> fetch into `part` -> rename to dest."""
         service = task.service
+        if task.prepare is not None:
+            self._post(Event(task.job_id, "progress", message="Preparing inputs"))
+            try:
+                task.prepare(ctl)
+            except (OSError, ValueError) as e:
+                raise ServiceError(f"Cannot prepare the inputs: {e}") from None
+            task.prepare = None  # made once; a retry sends the same files
         if task.remote_id is None:
             ctl.check()
             task.remote_id = service.submit(task.request, ctl)

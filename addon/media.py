@@ -50,9 +50,23 @@ def safe_name(text: str) -> str:
     return name
 
 
+TRASH = "_trash"  # deleted takes wait here, inside the media folder, until the director empties it
+INPUTS = "_inputs"  # pictures, video and sound taken from the timeline for a shot's requests
+
+
 def shot_dir(root: Path, shot_name: str) -> Path:
     """The folder holding one shot's takes (not created here)."""
-    return Path(root) / safe_name(shot_name)
+    name = safe_name(shot_name)
+    return Path(root) / (name + "_shot" if name in (TRASH, INPUTS) else name)
+
+
+def trash_dir(root: Path, shot_name: str) -> Path:
+    """Where a shot's deleted takes go."""
+    return Path(root) / TRASH / shot_dir(root, shot_name).name
+
+
+def inputs_dir(root: Path, shot_name: str) -> Path:
+    return Path(root) / INPUTS / shot_dir(root, shot_name).name
 
 
 def _take_numbers(folder: Path) -> list[int]:
@@ -64,12 +78,12 @@ def _take_numbers(folder: Path) -> list[int]:
 def next_take_path(root: Path, shot_name: str, ext: str = ".mp4", reserved: Collection[Path] = ()) -> Path:
     """The next unused take path of a shot: take_001.mp4, take_002.mp4 ...
 
-    Numbers follow the highest existing take (any extension, partial files included), so a
-    deleted take's number is never reused. `reserved` holds paths promised to jobs still running
+    Numbers follow the highest existing take (any extension, partial files included, the shot's
+    trash too), so a deleted take's number is never reused. `reserved` holds paths promised to jobs still running
     (their files do not exist yet), so two jobs of one shot never get the same name.
     """
     folder = shot_dir(root, shot_name)
-    numbers = _take_numbers(folder)
+    numbers = _take_numbers(folder) + _take_numbers(trash_dir(root, shot_name))
     numbers += [int(m.group(1)) for p in map(Path, reserved) if p.parent == folder and (m := _TAKE_RE.match(p.name))]
     ext = ext if ext.startswith(".") else "." + ext
     return folder / f"take_{max(numbers, default=0) + 1:03d}{ext}"
@@ -132,7 +146,7 @@ def is_inside(path: Path, root: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
-def _free_path(target: Path) -> Path:
+def free_path(target: Path) -> Path:
     """`target` if free, else the next free name: a take gets the next take number, anything else a counter."""
     if not target.exists():
         return target
@@ -179,7 +193,7 @@ def move_tree(src_root: Path, dst_root: Path) -> dict[Path, Path]:
                 if name.endswith(PARTIAL_SUFFIX):
                     continue
                 src = Path(folder) / name
-                dst = _free_path(dst_root / src.relative_to(src_root))
+                dst = free_path(dst_root / src.relative_to(src_root))
                 move_file(src, dst)
                 moved[src] = dst
     except OSError:
@@ -194,6 +208,13 @@ def move_back(moved: dict[Path, Path], dst_root: Path) -> None:
     for src, dst in moved.items():
         move_file(dst, src)
     remove_empty_folders({dst: dst for dst in moved.values()}, Path(dst_root).absolute())
+
+
+def remove_empty_below(root: Path) -> None:
+    """Remove the empty folders below `root`, and `root` itself when it is left empty."""
+    for folder, _dirs, _files in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def remove_empty_folders(moved: dict[Path, Path], root: Path) -> None:

@@ -1,8 +1,8 @@
 """Operators: thin, they read the context, call addon/blend/ and report."""
 
-from . import generate, music, services, shots, takes
+from . import cast, compare, files, generate, look, music, services, shots, takes
 
-modules = (shots, music, generate, takes, services)
+modules = (shots, music, generate, takes, services, cast, look, compare, files)
 
 
 def register():

@@ -5,6 +5,9 @@ from __future__ import annotations
 from ..addon.blend import compat, shots
 
 
+_STANDS_FOR = {'TAKE', 'LOOP', 'COMPARE'}  # roles of strips that stand for their shot when selected
+
+
 def scene_with_editor(context):
     scene = compat.sequencer_scene(context)
     return scene if scene is not None and scene.sequence_editor is not None else None
@@ -16,7 +19,7 @@ def selected_shots(context) -> list:
     found = []
     for strip in compat.selected_strips(context):
         role = strip.shotline.role
-        shot = strip if role == 'SHOT' else shots.by_id(scene, strip.shotline.shot_id) if role in {'TAKE', 'LOOP'} else None
+        shot = strip if role == 'SHOT' else shots.by_id(scene, strip.shotline.shot_id) if role in _STANDS_FOR else None
         if shot is not None and shot not in found:
             found.append(shot)
     return found
@@ -30,6 +33,6 @@ def context_shot(context):
         return None
     if strip.shotline.role == 'SHOT':
         return strip
-    if strip.shotline.role in {'TAKE', 'LOOP'}:
+    if strip.shotline.role in _STANDS_FOR:
         return shots.by_id(scene, strip.shotline.shot_id)
     return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty
 
 from ..addon.blend import prefs, runtime
 from .common import context_shot, scene_with_editor, selected_shots
@@ -18,6 +18,13 @@ class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
 
     force: BoolProperty(name="Force", description="Pay for a new take even when the same request made one before",
                         default=False, options={'SKIP_SAVE'})  # type: ignore
+    variations: IntProperty(name="Takes", description="How many takes of each shot, each with its own seed",
+                            default=1, min=1, soft_max=8, max=32, options={'SKIP_SAVE'})  # type: ignore
+    seed: EnumProperty(name="Seed", items=[
+        ('SHOT', "As the Shot Says", "The shot's fixed seed, or a random one"),
+        ('NEW', "New Seed", "A new random seed (Regenerate)"),
+        ('SAME', "Same Seed", "The seed of the shot's active take (Regenerate)"),
+    ], default='SHOT', options={'SKIP_SAVE'})  # type: ignore
 
     @classmethod
     def poll(cls, context):
@@ -30,19 +37,21 @@ class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
 
     def invoke(self, context, event):
         """Before paying: the batch's estimated cost, confirmed above the threshold set in the preferences."""
-        plan = runtime.plan(scene_with_editor(context), selected_shots(context), self.force)
+        plan = runtime.plan(scene_with_editor(context), selected_shots(context), self.force, self.variations,
+                            self.seed)
         if plan.cost > prefs.confirm_above():
             unknown = f" (+{plan.unknown_prices} of unknown price)" if plan.unknown_prices else ""
             return context.window_manager.invoke_confirm(
                 self, event, title="Send to Paid Services?", confirm_text="Generate",
-                message=f"{len(plan.ready)} shot(s), estimated ${plan.cost:.2f}{unknown}.")
+                message=f"{len(plan.ready)} take(s), estimated ${plan.cost:.2f}{unknown}.")
         return self.execute(context)
 
     def execute(self, context):
         scene = scene_with_editor(context)
         for note in runtime.resolve_copies():
             self.report({'INFO'}, note)
-        queued, problems, reused = runtime.submit(scene, selected_shots(context), self.force)
+        queued, problems, reused = runtime.submit(scene, selected_shots(context), self.force, self.variations,
+                                                  self.seed)
         for problem in problems:
             self.report({'WARNING'}, problem)
         for note in reused:
@@ -52,7 +61,7 @@ class SEQUENCER_OT_shotline_generate(bpy.types.Operator):
         if not queued:
             self.report({'ERROR'}, "Nothing was queued" + (f": {problems[0]}" if problems else ""))
             return {'CANCELLED'}
-        self.report({'INFO'}, f"Queued {queued} shot(s)")
+        self.report({'INFO'}, f"Queued {queued} take(s)" if self.variations > 1 else f"Queued {queued} shot(s)")
         return {'FINISHED'}
 
 
@@ -67,17 +76,17 @@ class SEQUENCER_OT_shotline_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return bool(runtime.queue().active())
+        return runtime.busy()
 
     def execute(self, context):
         if self.all:
             count = runtime.cancel()
         else:
             shot = context_shot(context)
-            if shot is None or not shot.shotline.job_id:
+            count = runtime.cancel_shot(scene_with_editor(context), shot) if shot is not None else 0
+            if not count:
                 self.report({'WARNING'}, "The active strip is not a shot being generated")
                 return {'CANCELLED'}
-            count = runtime.cancel([shot.shotline.job_id])
         runtime.pump()
         self.report({'INFO'}, f"Cancelling {count} job(s)")
         return {'FINISHED'}

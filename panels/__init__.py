@@ -1,8 +1,8 @@
 """Panels: draw only."""
 
-from . import jobs, shot
+from . import cast, jobs, shot
 
-modules = (shot, jobs)
+modules = (shot, cast, jobs)
 
 
 def register():

@@ -4,17 +4,108 @@ from __future__ import annotations
 
 import bpy
 
-from ..addon.blend import compat, farm, identity, runtime, shots, song
+from ..addon.blend import compare, compat, farm, identity, runtime, shots, song, takes
 from ..addon.services import registry
 from ..operators.common import context_shot
+from . import cast as cast_panel
 
 
 class SEQUENCER_UL_shotline_takes(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         row = layout.row(align=True)
-        row.label(text=f"Take {index + 1}", icon='CHECKMARK' if index == data.active_take else 'FILE_MOVIE')
-        row.label(text=f"{item.service} · seed {item.seed} · {item.created}")
-        row.operator("sequencer.shotline_use_take", text="", icon='PLAY').index = index
+        gone = takes.missing(item)
+        row.label(text=f"Take {index + 1}",
+                  icon='ERROR' if gone else 'CHECKMARK' if index == data.active_take else 'FILE_MOVIE')
+        model = f" {item.model}" if item.model else ""
+        row.label(text=f"file missing: {item.filepath}" if gone else
+                  f"{item.service}{model} · seed {item.seed} · {item.created}")
+        star = row.operator("sequencer.shotline_favourite_take", text="",
+                            icon='SOLO_ON' if item.favourite else 'SOLO_OFF', emboss=False)
+        star.index = index
+
+
+def _draw_frame_source(layout, scene, props, end: str, file_prop: str) -> None:
+    """Where the shot's first or last frame comes from."""
+    source = getattr(props, end)
+    col = layout.column(align=True)
+    col.prop(source, "source", text=props.bl_rna.properties[file_prop].name)
+    if source.source == 'FILE':
+        col.prop(props, file_prop, text="")
+        return
+    if source.source == 'STRIP':
+        ed = scene.sequence_editor
+        col.prop_search(source, "strip", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all", text="")
+        col.prop(source, "frame")
+    col.prop(source, "as_shown")
+
+
+def draw_inputs(layout, scene, props, caps) -> None:
+    """Only what this service and model accept; a value set for another one stays and is refused on Generate."""
+    if caps.first_frame or props.reference_image or props.first_frame.source != 'FILE':
+        _draw_frame_source(layout, scene, props, "first_frame", "reference_image")
+    if caps.last_frame or props.last_frame_image or props.last_frame.source != 'FILE':
+        _draw_frame_source(layout, scene, props, "last_frame", "last_frame_image")
+    ed = scene.sequence_editor
+    if caps.video_to_video or props.source_video or props.video_strip:
+        col = layout.column(align=True)
+        col.prop(props, "source_video")
+        col.prop_search(props, "video_strip", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all")
+    if caps.lip_sync or props.audio or props.song_audio:
+        col = layout.column(align=True)
+        col.prop(props, "song_audio")
+        if not props.song_audio:
+            col.prop(props, "audio")
+
+
+def draw_takes(layout, context, shot) -> None:
+    props = shot.shotline
+    col = layout.column()
+    col.enabled = not props.locked  # the final take stays shown until the shot is unlocked
+    col.template_list("SEQUENCER_UL_shotline_takes", "", props, "takes", props, "active_take", rows=3)
+    row = layout.row(align=True)
+    row.operator("sequencer.shotline_step_take", text="", icon='TRIA_LEFT').previous = True
+    row.operator("sequencer.shotline_step_take", text="", icon='TRIA_RIGHT').previous = False
+    row.operator("sequencer.shotline_reuse_take", text="Reuse", icon='COPYDOWN')
+    row.operator("sequencer.shotline_delete_take", text="", icon='TRASH')
+    row = layout.row(align=True)
+    if compare.active(shot.id_data, shot):
+        row.operator("sequencer.shotline_compare_takes", text="Side by Side", icon='SPLIT_VERTICAL').mode = \
+            'SIDE_BY_SIDE'
+        row.operator("sequencer.shotline_compare_takes", text="Wipe", icon='IMAGE_REFERENCE').mode = 'WIPE'
+        row.operator("sequencer.shotline_end_compare", text="", icon='X')
+    elif len(props.takes) > 1:
+        row.operator("sequencer.shotline_compare_takes", text="Compare A/B", icon='SPLIT_VERTICAL')
+    if not 0 <= props.active_take < len(props.takes):
+        return
+    take = props.takes[props.active_take]
+    cost = f" · {'~' if take.cost_estimated else ''}${take.cost:.2f}" if take.cost else ""
+    layout.label(text=f"Take {props.active_take + 1}: {take.duration:.2f} s{cost}"
+                 f"{' · ' + take.model if take.model else ''}")
+    if take.negative_prompt:
+        layout.label(text=f"Negative: {take.negative_prompt[:60]}")
+    if take.references:
+        layout.label(text=f"Inputs: {len(take.references.splitlines())} file(s)", icon='IMAGE_DATA')
+    if takes.missing(take):
+        layout.operator("sequencer.shotline_relink_takes", icon='FILE_REFRESH')
+
+
+def draw_progress(layout, scene) -> None:
+    """Where the project stands: shots locked, open, empty; money spent; the trash."""
+    all_shots = shots.shots(scene)
+    if not all_shots:
+        return
+    locked = sum(1 for s in all_shots if s.shotline.locked)
+    empty = sum(1 for s in all_shots if not len(s.shotline.takes))
+    box = layout.box()
+    box.label(text=f"{locked} of {len(all_shots)} shots locked · {len(all_shots) - locked - empty} open · "
+              f"{empty} without takes", icon='CHECKBOX_HLT' if locked == len(all_shots) else 'SEQUENCE')
+    total = sum(len(s.shotline.takes) for s in all_shots)
+    box.label(text=f"{total} takes · spent ${scene.shotline.spent:.2f}", icon='FUND')
+    box.operator("sequencer.shotline_check_takes", icon='FILE_REFRESH')
+    if len(scene.shotline.trash):
+        row = box.row()
+        row.label(text=f"{len(scene.shotline.trash)} deleted take(s) in the trash", icon='TRASH')
+        row.operator("sequencer.shotline_empty_trash", text="Empty")
 
 
 class SEQUENCER_PT_shotline_project(bpy.types.Panel):
@@ -43,10 +134,7 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         layout.prop(settings, "take_channel_offset")
         layout.prop(settings, "media_folder")
         layout.prop(settings, "workflow")
-        row = layout.row(align=True)
-        if settings.spent:
-            row.label(text=f"Spent ${settings.spent:.2f}", icon='FUND')
-        row.prop(settings, "budget")
+        layout.prop(settings, "budget")
         row = layout.row(align=True)
         row.operator("sequencer.shotline_make_shots", icon='SEQ_STRIP_META')
         row.operator("sequencer.shotline_add_shot", icon='ADD')
@@ -57,6 +145,7 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         row.operator("sequencer.shotline_send_to_farm", icon='NETWORK_DRIVE')
         if farm.answer():
             layout.label(text=farm.answer(), icon='INFO')
+        draw_progress(layout, scene)
         active = runtime.queue().active()
         if active:
             layout.label(text=f"{len(active)} job(s) running", icon='TIME')
@@ -144,10 +233,7 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
             row.prop(props, "seed")
         layout.prop(props, "fit")
         # only what this service and model accept; a value set for another one stays and is refused on Generate
-        for name, accepted in (("reference_image", caps.first_frame), ("last_frame_image", caps.last_frame),
-                               ("source_video", caps.video_to_video), ("audio", caps.lip_sync)):
-            if accepted or getattr(props, name):
-                layout.prop(props, name)
+        draw_inputs(layout, shot.id_data, props, caps)
         if caps.reference_images or len(props.references):
             box = layout.box()
             row = box.row()
@@ -173,14 +259,42 @@ class SEQUENCER_PT_shotline_shot(bpy.types.Panel):
             layout.operator("sequencer.shotline_generate", text="Pay for a New Take", icon='FUND').force = True
         if props.status in {'QUEUED', 'GENERATING', 'DOWNLOADING'}:
             layout.operator("sequencer.shotline_cancel", icon='CANCEL').all = False
-        layout.template_list("SEQUENCER_UL_shotline_takes", "", props, "takes", props, "active_take", rows=3)
-        if 0 <= props.active_take < len(props.takes):
-            take = props.takes[props.active_take]
-            if take.cost:
-                layout.label(text=f"Take {props.active_take + 1}: {'~' if take.cost_estimated else ''}${take.cost:.2f}"
-                             f"{' · ' + take.model if take.model else ''}")
+        cast_panel.draw_shot_cast(layout, shot.id_data, shot)
+
+
+class SEQUENCER_PT_shotline_takes(bpy.types.Panel):
+    bl_space_type = 'SEQUENCE_EDITOR'
+    bl_region_type = 'UI'
+    bl_category = "Shotline"
+    bl_label = "Takes"
+    bl_parent_id = "SEQUENCER_PT_shotline_shot"
+
+    @classmethod
+    def poll(cls, context):
+        return context_shot(context) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        shot = context_shot(context)
+        props = shot.shotline
+        row = layout.row(align=True)
+        row.prop(props, "locked", text="Locked" if props.locked else "Lock", icon='LOCKED' if props.locked else 'UNLOCKED')
+        row.prop(props, "take_limit", text="Limit")
+        if not props.locked:
+            row = layout.row(align=True)
+            row.operator("sequencer.shotline_generate", text="Regenerate", icon='FILE_REFRESH').seed = 'NEW'
+            row.operator("sequencer.shotline_generate", text="Same Seed").seed = 'SAME'
+            row = layout.row(align=True)
+            scene = shot.id_data
+            row.prop(scene.shotline, "variations", text="")
+            row.operator("sequencer.shotline_generate", text="Variations", icon='MOD_ARRAY').variations = \
+                scene.shotline.variations
+            row = layout.row(align=True)
+            row.operator("sequencer.shotline_match_neighbour", icon='COLOR')
+            row.operator("sequencer.shotline_clear_match", text="", icon='X')
+        draw_takes(layout, context, shot)
 
 
 classes = (SEQUENCER_UL_shotline_takes, SEQUENCER_PT_shotline_project, SEQUENCER_PT_shotline_music,
-           SEQUENCER_PT_shotline_shot)
+           SEQUENCER_PT_shotline_shot, SEQUENCER_PT_shotline_takes)
 register, unregister = bpy.utils.register_classes_factory(classes)

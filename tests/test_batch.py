@@ -14,7 +14,7 @@ import bpy
 import pytest
 
 import signals
-from shotline.addon.blend import compat
+from shotline.addon.blend import compat, shots
 from test_music import _write_wav
 from vse import set_fps
 
@@ -79,6 +79,21 @@ def test_batch_prints_a_line_per_step_and_per_shot_not_blenders_log(generated):
              r"  Shot 0[1-4]: placed \(\d/4\)", r"saved .*/done\.blend", r"\{.*\}"]
     assert [line for line in lines if not any(re.fullmatch(step, line) for step in steps)] == []
     assert len(lines) == 10  # opened, analysed, laid out, generating, 4 shots, saved, the summary
+
+
+def test_the_batch_skips_a_locked_shot(addon, generated, tmp_path):
+    _run, out = generated
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    scene = next(s for s in bpy.data.scenes if s.sequence_editor)
+    locked = sorted(shots.shots(scene), key=lambda s: s.name)[0]
+    locked.shotline.locked = True
+    blend = tmp_path / "locked.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    run = _batch(str(blend), "--generate", "--all", "--save", str(blend))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"not queued: {locked.name}: locked on take 1, skipped (unlock it to generate again)" in run.stdout
+    takes = {s["shot"]: s["takes"] for s in json.loads(run.stdout.strip().splitlines()[-1])["shots"]}
+    assert takes.pop(locked.name) == 1 and set(takes.values()) == {2}, takes
 
 
 def test_batch_generates_with_the_service_and_model_asked_for(tmp_path):

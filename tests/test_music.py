@@ -18,7 +18,7 @@ import pytest
 
 import signals
 from shotline.addon import beats, timing
-from shotline.addon.blend import compat, runtime, shots, song
+from shotline.addon.blend import compat, runtime, shots, song, sources
 from shotline.addon.services import animatic, registry
 from shotline.addon.services.base import Capabilities
 from shotline.panels import shot as shot_panels
@@ -258,7 +258,7 @@ def test_shot_length_rounds_up_to_what_the_service_accepts(scene, monkeypatch):
     shot = compat.new_effect(compat.strips(scene.sequence_editor), "six", 'TEXT', 2, 1, 144)
     shots.make_shot(shot)
     shot.shotline.prompt, shot.shotline.service = "six seconds", service.id
-    request = shots.build_request(scene, shot, service)
+    request = shots.build_request(scene, shot, service, sources.gather(scene, shot, service))
     assert request.frames == 240
     runtime.submit(scene, [shot])
     runtime.run_until_idle(timeout=120, interval=0.02)

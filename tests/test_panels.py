@@ -28,8 +28,11 @@ UILAYOUT = bpy.types.UILayout.bl_rna
 CONTAINERS = frozenset({"row", "column", "box", "split", "column_flow", "grid_flow"})
 DRAWN = frozenset({"label", "prop", "prop_search", "operator", "template_list", "progress", "separator", "menu",
                    "separator_spacer"})
-PROJECT, MUSIC, SHOT = (shot_panels.SEQUENCER_PT_shotline_project, shot_panels.SEQUENCER_PT_shotline_music,
-                        shot_panels.SEQUENCER_PT_shotline_shot)
+PROJECT, MUSIC, SHOT, TAKES = (shot_panels.SEQUENCER_PT_shotline_project, shot_panels.SEQUENCER_PT_shotline_music,
+                               shot_panels.SEQUENCER_PT_shotline_shot, shot_panels.SEQUENCER_PT_shotline_takes)
+# the shot's own settings and inputs (the panel also shows where pictures come from, the cast ...)
+SETTINGS = {"prompt", "service", "options", "negative_prompt", "random_seed", "seed", "fit", "reference_image",
+            "last_frame_image", "source_video", "audio"}
 
 
 class Drawn(NamedTuple):
@@ -173,6 +176,10 @@ def _operators(log) -> list[tuple[str, str | None, dict]]:
 
 def _props(log) -> list[str]:
     return [d.args["property"] for d in log if d.method == "prop"]
+
+
+def _settings(log) -> list[str]:
+    return [name for name in _props(log) if name in SETTINGS]
 
 
 def _add_song(scene, tmp_path, name="steady_120"):
@@ -323,7 +330,8 @@ def test_every_status_of_a_shot(scene, status, shown, cancels):
     _show(scene, shot)
     log = _draw(SHOT, scene)
     assert _labels(log)[0] == ("Status shot", 'SEQUENCE')
-    assert _props(log) == ["prompt", "service", "negative_prompt", "random_seed", "seed", "fit", "reference_image"]
+    assert _settings(log) == ["prompt", "service", "negative_prompt", "random_seed", "seed", "fit", "reference_image",
+                              "last_frame_image", "source_video", "audio"]
     method, text, style = shown
     drawn = [d.args for d in log if d.method == method and d.args.get("text") == text]
     assert len(drawn) == 1, (text, _labels(log))
@@ -332,7 +340,7 @@ def test_every_status_of_a_shot(scene, status, shown, cancels):
     else:
         assert drawn[0]["icon"] == style
     assert (("sequencer.shotline_cancel", None, {"all": False}) in _operators(log)) is cancels
-    listed = next(d.args for d in log if d.method == "template_list")
+    listed = next(d.args for d in _draw(TAKES, scene) if d.method == "template_list")
     assert (listed["dataptr"], listed["propname"], listed["active_propname"]) == (shot.shotline, "takes",
                                                                                   "active_take")
 
@@ -342,7 +350,8 @@ def test_a_failed_shot_shows_its_reason(scene):
     shot.shotline.status, shot.shotline.status_message = 'FAILED', "Shot \"Broken\" has no prompt"
     _show(scene, shot)
     labels = _labels(_draw(SHOT, scene))
-    assert labels[1:] == [("Failed", 'ERROR'), ("Shot \"Broken\" has no prompt", 'NONE')]
+    at = labels.index(("Failed", 'ERROR'))
+    assert labels[at + 1] == ("Shot \"Broken\" has no prompt", 'NONE')
 
 
 def test_a_text_shot_without_a_prompt_says_its_text_is_used(scene):
@@ -375,18 +384,20 @@ def test_a_placed_shot_lists_its_takes_from_its_take_strip_too(scene):
     takes = shot.shotline.takes
     for active in (shot, shots.take_strip(scene, shot)):
         _show(scene, active)
-        log = _draw(SHOT, scene)
-        assert _labels(log)[:2] == [("Two takes", 'SEQUENCE'), ("Placed", 'CHECKMARK')]
-        rows = log[next(i for i, d in enumerate(log) if d.method == "template_list") + 1:]
-        assert [(d.method, d.args.get("text"), d.args.get("icon")) for d in rows if d.method != "row"] == [
+        labels = _labels(_draw(SHOT, scene))
+        assert labels[0] == ("Two takes", 'SEQUENCE') and ("Placed", 'CHECKMARK') in labels
+        log = _draw(TAKES, scene)
+        start = next(i for i, d in enumerate(log) if d.method == "template_list") + 1
+        rows = [d for d in log[start:] if d.method != "row"][:8]
+        assert [(d.method, d.args.get("text"), d.args.get("icon")) for d in rows] == [
             ("item", None, None),
             ("label", "Take 1", 'FILE_MOVIE'),
             ("label", f"animatic · seed 11 · {takes[0].created}", None),
-            ("operator", "", 'PLAY'),
+            ("operator", "", 'SOLO_OFF'),
             ("item", None, None),
             ("label", "Take 2", 'CHECKMARK'),
             ("label", f"animatic · seed 12 · {takes[1].created}", None),
-            ("operator", "", 'PLAY'),
+            ("operator", "", 'SOLO_OFF'),
         ]
         assert [props for name, _t, props in _operators(rows)] == [{"index": 0}, {"index": 1}]
 
@@ -403,11 +414,11 @@ def test_the_shot_panel_offers_only_what_the_model_takes(scene, service, model, 
     shot.shotline.service, shot.shotline.model = service, model
     _show(scene, shot)
     log = _draw(SHOT, scene)
-    assert _props(log) == fields
+    assert _settings(log) == fields
     menus = [d.args for d in log if d.method == "menu"]
     assert menus == [{"menu": "SEQUENCER_MT_shotline_models", "text": model, "icon": 'NODE'}]
     shot.shotline.negative_prompt = "blurry"  # set for another model: still shown, and refused on Generate
-    assert "negative_prompt" in _props(_draw(SHOT, scene))
+    assert "negative_prompt" in _settings(_draw(SHOT, scene))
     from shotline.operators.services import SEQUENCER_MT_shotline_models
 
     choices = [props["model"] for name, _text, props in _operators(_draw(SEQUENCER_MT_shotline_models, scene))

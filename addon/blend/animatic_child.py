@@ -10,7 +10,11 @@ ARGS: --path DIR (repeatable: put first on sys.path; the add-on root, i.e. the f
 [--encode-only]
 
 The request JSON holds shot_name, prompt, negative_prompt, seed, frames, fps ("num/den"),
-width, height and reference_image. The core is imported as the top-level package `addon`,
+width, height, reference_image, last_frame_image, reference_images (a list), source_video and
+audio. The source video is decoded here by Blender's own FFmpeg (a scene at the source's rate
+rendering the frames needed into --frames), the audio by Blender's audio library (aud): what the
+core needs of them, picture files and loudness per frame, is handed to it. The core is imported
+as the top-level package `addon`,
 whatever the add-on's package is called in the parent. With --encode-only the JSON holds only
 frames, fps, width and height, and --frames already holds that many frames (PNG or JPEG, any
 names, played in name order, all of that size): nothing is drawn.
@@ -73,18 +77,77 @@ def draw(request_file: str, frames_dir: str):
 
     with open(request_file, encoding="utf-8") as file:
         fields = json.load(file)
-    request = Request(**dict(fields, fps=Fraction(fields["fps"])))
-    fonts = blender_fonts()
-    try:
-        painter = animatic.Animatic(request, fonts)
-    except OSError as ex:
-        raise RuntimeError(f"Cannot read the reference image {os.path.basename(request.reference_image)}: "
-                           f"{ex}") from None
+    request = Request(**dict(fields, fps=Fraction(fields["fps"]),
+                             reference_images=tuple(fields.get("reference_images", ()))))
     os.makedirs(frames_dir, exist_ok=True)
+    source = decode_source(request, os.path.join(frames_dir, "source")) if request.source_video else None
+    loudness = None
+    if request.audio:
+        samples, rate = decode_audio(request.audio)
+        loudness = animatic.frame_loudness(samples, rate, request.fps, request.frames)
+    try:
+        painter = animatic.Animatic(request, blender_fonts(), source, loudness)
+    except animatic.InputError as ex:
+        raise RuntimeError(str(ex)) from None
     for index in range(request.frames):
         animatic.write_frame(painter.frame(index), os.path.join(frames_dir, frame_name(index)))
         report("drawing", index + 1, request.frames)
     return request
+
+
+def sequencer_strips(scene):
+    editor = scene.sequence_editor_create()
+    return editor.strips if hasattr(editor, "strips") else editor.sequences  # 5.x / 4.5
+
+
+def decode_source(request, folder: str) -> list[str]:
+    """Render the source video's frames the request shows, filling the output's size, into `folder`
+    as PNG; returns the file shown at each output frame. A scene of its own, at the source's rate, so
+    Blender plays the movie frame by frame as it is."""
+    import bpy
+    from addon import animatic
+
+    name = os.path.basename(request.source_video)
+    scene = bpy.data.scenes.new("shotline-source")
+    strip = sequencer_strips(scene).new_movie("source", request.source_video, 1, 1, fit_method='FILL')
+    if strip.fps <= 0 or strip.frame_duration < 1:  # what Blender makes of a file FFmpeg cannot open
+        raise RuntimeError(f"Blender cannot read the source video {name}")
+    source_fps = Fraction(strip.fps).limit_denominator(1001)  # 29.97 is stored as a float: 30000/1001
+    numbers = animatic.source_frame_numbers(request.frames, request.fps, source_fps, strip.frame_duration)
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = request.width, request.height, 100
+    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+    render.fps, render.fps_base = fps_settings(source_fps)
+    scene.frame_start, scene.frame_end = 1, max(numbers) + 1
+    scene.view_settings.view_transform = 'Standard'  # the source's pictures as they are
+    scene.view_settings.look = 'None'
+    render.use_sequencer = True
+    render.use_compositing = False
+    render.image_settings.file_format = 'PNG'
+    render.image_settings.color_mode = 'RGB'
+    render.use_file_extension = True
+    render.filepath = os.path.join(folder, "source_")
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    shown = [os.path.join(folder, f"source_{number + 1:04d}.png") for number in numbers]
+    missing = [path for path in shown if not os.path.isfile(path)]
+    if missing:
+        raise RuntimeError(f"Blender could not decode the source video {name} ({len(missing)} frames missing)")
+    bpy.data.scenes.remove(scene)
+    return shown
+
+
+def decode_audio(path: str):
+    """Samples (n, channels) float32 and rate, with Blender's own audio library: every format Blender plays.
+    The specs are read first: on Blender 4.5 `data()` of a file aud cannot read aborts the process."""
+    import bpy  # noqa: F401 (the bpy module makes `aud` importable)
+    import aud
+
+    try:
+        sound = aud.Sound(path)
+        rate = int(sound.specs[0])
+        return sound.data(), rate
+    except aud.error as ex:
+        raise RuntimeError(f"Blender cannot read the audio file {os.path.basename(path)}: {ex}") from None
 
 
 def fps_settings(fps: Fraction) -> tuple[int, float]:
@@ -127,11 +190,10 @@ def build_scene(frames_dir: str, names: list[str], fps: Fraction, width: int, he
     render.use_file_extension = False
     render.filepath = output
 
-    editor = scene.sequence_editor_create()
+    strips = sequencer_strips(scene)
     for name in ("use_cache_raw", "use_cache_preprocessed", "use_cache_composite", "use_cache_final"):
-        if hasattr(editor, name):
-            setattr(editor, name, False)  # every frame is read once: caching only costs memory
-    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+        if hasattr(scene.sequence_editor, name):
+            setattr(scene.sequence_editor, name, False)  # every frame is read once: caching only costs memory
     strip = strips.new_image("frames", os.path.join(frames_dir, names[0]), 1, 1)
     for name in names[1:]:
         strip.elements.append(name)

@@ -22,6 +22,7 @@ _COPY_SUFFIX = re.compile(r"\.\d{3,}$")  # the ".001" Blender appends to a copy'
 _PLAIN = {  # what a copied strip of each role becomes
     'TAKE': "a take strip: it is now a plain movie strip",
     'LOOP': "a loop strip: it is now a plain movie strip",
+    'COMPARE': "a compare strip: it is now a plain strip",
     'SONG': "the song strip: it is a plain sound strip, the song stays the original",
 }
 
@@ -41,7 +42,7 @@ def find_copies(scenes) -> list[tuple[object, object | None]]:
         groups[(strip.shotline.role, strip.shotline.shot_id)].append(strip)
     found = []
     for (role, _sid), members in groups.items():
-        if role == 'LOOP':  # a shot has several loop strips: each knows its own name
+        if role in {'LOOP', 'COMPARE'}:  # several strips per shot: each knows its own name
             found += [(s, None) for s in members if s.shotline.owner not in ("", shots.owner_tag(s))]
         elif len(members) > 1:
             original = _original(members)

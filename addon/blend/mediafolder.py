@@ -99,30 +99,40 @@ def first_save_done(saved: bool) -> None:
     if saved:
         _remove_if_empty(_UNSAVED)  # still holds a take being made: that one settles when placed
         return
-    for owner, old_path in relinked:
-        owner.filepath = old_path
+    for owner, name, old_path in relinked:
+        setattr(owner, name, old_path)
     media.move_back(moved, target)
 
 
-def _relink(moved: dict[str, str], start: str) -> list[tuple[object, str]]:
-    """Point strips and take records at their moved files; returns (owner, old path) per change."""
+def _relink(moved: dict[str, str], start: str) -> list[tuple[object, str, str]]:
+    """Point strips, take records, trashed takes and shot inputs at their moved files; returns
+    (owner, property, old path) per change."""
     changed = []
 
-    def relink(owner) -> None:
-        path = owner.filepath
+    def relink(owner, name: str = "filepath") -> None:
+        path = getattr(owner, name)
         new = moved.get(os.path.abspath(bpy.path.abspath(path))) if path else None
         if new:
-            changed.append((owner, path))
-            owner.filepath = bpy.path.relpath(new, start=start)
+            changed.append((owner, name, path))
+            setattr(owner, name, bpy.path.relpath(new, start=start))
 
     for scene in bpy.data.scenes:
         ed = scene.sequence_editor
         for strip in compat.strips_all(ed) if ed else ():
             if strip.type == 'MOVIE':
                 relink(strip)
-            for take in strip.shotline.takes if hasattr(strip, "shotline") else ():
+            if not hasattr(strip, "shotline"):
+                continue
+            for take in strip.shotline.takes:
                 relink(take)
+            for name in _SHOT_FILES:  # inputs taken from the timeline are written under the media folder
+                relink(strip.shotline, name)
+        for trashed in scene.shotline.trash if hasattr(scene, "shotline") else ():
+            relink(trashed)
     return changed
+
+
+_SHOT_FILES = ("reference_image", "last_frame_image", "source_video", "audio")
 
 
 def settle(path: Path, scene, shot_name: str, reserved=()) -> Path:

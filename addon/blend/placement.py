@@ -111,6 +111,21 @@ def _load(strip, filepath: str) -> None:
         strip.retiming_keys.reset()
 
 
+def fitted_movie(scene, name: str, filepath: str, channel: int, left: int, right: int, policy: str,
+                 clip_fps: Fraction | None = None) -> Placed:
+    """A new movie strip of `filepath` on `channel`, fitted to frames [left, right) as a take strip is
+    to its shot (real speed, trimmed, `policy` when short; `plan.loops` copies would fill a LOOP range).
+    For pictures shown beside the take strip (an A/B compare); the caller tags the strip."""
+    ed = scene.sequence_editor
+    strip = _new_movie(ed, name, filepath, channel, left)
+    try:
+        plan = _fit(scene, strip, left, right, policy, clip_fps)
+    except Exception:
+        compat.strips(ed).remove(strip)
+        raise
+    return Placed(strip, plan)
+
+
 def place_take(scene, shot, filepath: str, clip_fps: Fraction | None = None) -> Placed:
     """Show `filepath` as `shot`'s take: swap the take strip's file, or make the take strip.
 

@@ -15,6 +15,7 @@ ROLES = [
     ('TAKE', "Take", "Shows the shot's active take"),
     ('LOOP', "Loop", "Repeats the take to fill a longer shot"),
     ('SONG', "Song", "The sound strip the timing follows"),
+    ('COMPARE', "Compare", "Shows a take beside or over another (A/B compare); removed when the compare ends"),
 ]
 
 FIT_ITEMS = [
@@ -85,12 +86,55 @@ class SHOTLINE_PG_take(bpy.types.PropertyGroup):
     cost_estimated: BoolProperty(name="Estimated", description="The service did not report the cost")  # type: ignore
     request_key: StringProperty(name="Request", description="Fingerprint of what was asked: the same request "
                                 "again reuses this take instead of paying twice")  # type: ignore
+    negative_prompt: StringProperty(name="Negative Prompt")  # type: ignore
+    references: StringProperty(name="References", description="The still and video inputs sent, one per line")  # type: ignore
+    duration: FloatProperty(name="Duration", description="Seconds of the clip", unit='TIME_ABSOLUTE')  # type: ignore
+    settings: StringProperty(name="Settings", description="The shot's settings that made this take (JSON): "
+                             "Reuse Settings puts them back on the shot")  # type: ignore
+    content_key: StringProperty(name="Content", description="sha256 of the take's file: Relink finds it "
+                                "by content when it was moved or renamed")  # type: ignore
+    favourite: BoolProperty(name="Favourite", description="One of the director's picks")  # type: ignore
 
 
 class SHOTLINE_PG_reference(bpy.types.PropertyGroup):
     """A still of a character or a place the service keeps consistent."""
 
     filepath: StringProperty(name="Image", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
+
+
+FRAME_SOURCES = [
+    ('FILE', "Image File", "A still on disk"),
+    ('STRIP', "Timeline Frame", "A frame of a strip on the timeline (live footage, a still, another take)"),
+    ('PREVIOUS', "Previous Shot's Last Frame", "The last frame of the previous shot's active take (continuity)"),
+    ('NEXT', "Next Shot's First Frame", "The first frame of the next shot's active take"),
+]
+
+
+class SHOTLINE_PG_frame_source(bpy.types.PropertyGroup):
+    """Where a shot's first or last frame comes from; taken afresh on every Generate."""
+
+    source: EnumProperty(name="From", items=FRAME_SOURCES, default='FILE')  # type: ignore
+    strip: StringProperty(name="Strip", description="The strip the frame is taken from")  # type: ignore
+    frame: IntProperty(name="Frame", description="Scene frame the picture is taken at")  # type: ignore
+    as_shown: BoolProperty(name="As Shown", default=True,
+                           description="As the sequencer shows it (grading, transform and strips above "
+                           "included); off: the strip's own source picture")  # type: ignore
+
+
+class SHOTLINE_PG_cast_member(bpy.types.PropertyGroup):
+    """A character, place or prop of the project: its stills go with every shot it is in."""
+
+    kind: EnumProperty(name="Kind", items=[('CHARACTER', "Character", ""), ('PLACE', "Place", ""),
+                                           ('PROP', "Prop", "")], default='CHARACTER')  # type: ignore
+    images: CollectionProperty(type=SHOTLINE_PG_reference)  # type: ignore
+
+
+class SHOTLINE_PG_trashed(bpy.types.PropertyGroup):
+    """A deleted take's file, moved to the media folder's trash until the director empties it."""
+
+    filepath: StringProperty(name="File", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
+    shot: StringProperty(name="Shot")  # type: ignore
+    deleted: StringProperty(name="Deleted")  # type: ignore
 
 
 class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
@@ -125,6 +169,17 @@ class SHOTLINE_PG_strip(bpy.types.PropertyGroup):
     audio: StringProperty(name="Audio", subtype='FILE_PATH', description="Sound the take follows (lip-sync)",
                           options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
     references: CollectionProperty(type=SHOTLINE_PG_reference)  # type: ignore
+    first_frame: PointerProperty(type=SHOTLINE_PG_frame_source)  # type: ignore
+    last_frame: PointerProperty(type=SHOTLINE_PG_frame_source)  # type: ignore
+    video_strip: StringProperty(name="Video From Strip", description="A strip on the timeline (live footage) "
+                                "whose frames under the shot are sent as the source video")  # type: ignore
+    song_audio: BoolProperty(name="Song Under the Shot", description="Send the slice of the song under the "
+                             "shot as the audio to follow (lip-sync)")  # type: ignore
+    cast: StringProperty(name="Cast", description="Who and what is in the shot: cast names, comma-separated "
+                         "(names written in the prompt count too)")  # type: ignore
+    locked: BoolProperty(name="Locked", description="The active take is final: no batch sends this shot and "
+                         "it cannot be regenerated until unlocked")  # type: ignore
+    take_limit: IntProperty(name="Take Limit", min=0, description="At most this many takes (0: no limit)")  # type: ignore
     status: EnumProperty(name="Status", items=STATUS_ITEMS, default='NONE')  # type: ignore
     status_message: StringProperty(name="Status Message")  # type: ignore
     progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype='FACTOR')  # type: ignore
@@ -151,9 +206,15 @@ class SHOTLINE_PG_scene(bpy.types.PropertyGroup):
     spent: FloatProperty(name="Spent", description="USD spent on this project's takes", min=0.0)  # type: ignore
     budget: FloatProperty(name="Budget", description="USD this project may spend; no new paid job past it "
                           "(0: no cap)", min=0.0, precision=2)  # type: ignore
+    variations: IntProperty(name="Variations", default=4, min=2, soft_max=8, max=32,
+                            description="How many takes Generate Variations makes of each shot")  # type: ignore
+    cast: CollectionProperty(type=SHOTLINE_PG_cast_member)  # type: ignore
+    cast_index: IntProperty(name="Active Cast Member")  # type: ignore
+    trash: CollectionProperty(type=SHOTLINE_PG_trashed)  # type: ignore
 
 
-classes = (SHOTLINE_PG_take, SHOTLINE_PG_reference, SHOTLINE_PG_strip, SHOTLINE_PG_scene)
+classes = (SHOTLINE_PG_take, SHOTLINE_PG_reference, SHOTLINE_PG_frame_source, SHOTLINE_PG_cast_member,
+           SHOTLINE_PG_trashed, SHOTLINE_PG_strip, SHOTLINE_PG_scene)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 

@@ -6,9 +6,11 @@ pumps the queue in Blender; tests and the command-line batch call `pump()` direc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,10 +20,10 @@ from typing import NamedTuple
 import bpy
 from bpy.app.handlers import persistent
 
-from .. import encode, jobs, journal, media, timing
+from .. import encode, jobs, journal, media
 from ..services import registry
 from ..services.base import ServiceError
-from . import compat, farm, identity, mediafolder, placement, prefs, shots, song
+from . import cast, compat, farm, identity, mediafolder, placement, prefs, shots, song, sources, takes
 
 log = logging.getLogger("shotline")
 
@@ -31,6 +33,7 @@ NO_PROMPT = "No prompt yet: write what to generate in the Prompt field (or the T
 _queue: jobs.JobQueue | None = None
 _finished: deque[str] = deque()  # jobs whose takes wait to be placed, oldest first
 _adopted: set[str] = set()  # jobs adopted from a journal: placed on their shot whatever its latest job
+_made_with: dict[str, str] = {}  # job id -> the shot's settings when it was sent (JSON, kept on its take)
 
 STATUS_BY_EVENT = {
     "queued": 'QUEUED', "started": 'GENERATING', "progress": 'GENERATING', "downloading": 'DOWNLOADING',
@@ -85,6 +88,7 @@ class Planned:
     request: object
     estimate: float | None
     same_as: int = -1  # index of a take of the shot made from this very request (-1: none)
+    inputs: sources.Inputs | None = None  # files the request needs made first (a song slice, a video segment)
 
 
 @dataclass
@@ -102,34 +106,62 @@ class Plan:
         return sum(1 for p in self.ready if p.same_as < 0 and p.estimate is None)
 
 
-def plan(scene, shot_strips, force: bool = False) -> Plan:
-    """Check every shot before anything is sent and build its request. A shot that cannot go gets
-    its reason in its status and in `problems`."""
+def plan(scene, shot_strips, force: bool = False, variations: int = 1, seed_mode: str = 'SHOT') -> Plan:
+    """Check every shot before anything is sent and build its requests: one, or `variations` with
+    different seeds. `seed_mode`: 'SHOT' as the shot says (its fixed seed or a random one), 'NEW' a
+    new random seed, 'SAME' the seed of the shot's active take (Regenerate). A shot that cannot go
+    gets its reason in its status and in `problems`; a locked shot is skipped."""
     resolve_copies()  # a copy still carrying its original's id would take the original's job
     prefs.push()
     result = Plan()
     for shot in shot_strips:
         props = shot.shotline
+        if props.locked:  # its take is final: no batch, no accident sends it again
+            result.problems.append(f"{shot.name}: locked on take {props.active_take + 1}, skipped "
+                                   "(unlock it to generate again)")
+            continue
         if not shots.prompt(shot):  # placeholder text is never sent: with paid services it is money
             props.status, props.status_message = 'NONE', NO_PROMPT
             result.problems.append(f"{shot.name}: no prompt yet, skipped")
             continue
         try:  # everything that can be known before a request is sent is checked before
+            takes.check_limit(shot, len(running_jobs(shot)), variations)
             service = registry.get(props.service)
             if service.needs_network and not bpy.app.online_access:
                 raise ValueError(f"{service.label} needs online access: nothing was sent "
                                  "(allow it in Preferences > System > Network)")
-            request = shots.build_request(scene, shot, service)
-            service.check(request)
             placement.check_room(scene, shot)
             mediafolder.check_writable(mediafolder.root(scene))
-            same_as = -1 if force or not service.needs_network else _take_of(shot, service.id, request)
+            inputs = sources.gather(scene, shot, service)
+            for seed in _seeds(shot, variations, seed_mode):
+                request = shots.build_request(scene, shot, service, inputs, seed)
+                service.check(dataclasses.replace(request, **inputs.stand_ins))
+                reusable = not (force or variations > 1 or seed_mode != 'SHOT' or inputs.to_make) \
+                    and service.needs_network
+                same_as = _take_of(shot, service.id, request) if reusable else -1
+                result.ready.append(Planned(shot, service, request, service.estimate_cost(request), same_as, inputs))
+            note = cast.left_out(scene, shot, service)
+            if note:
+                result.problems.append(f"{shot.name}: {note}")
         except (ValueError, KeyError, OSError, ServiceError, placement.PlacementError) as err:
+            result.ready = [p for p in result.ready if p.shot != shot]
             props.status, props.status_message = 'FAILED', str(err).strip("'\"")
             result.problems.append(f"{shot.name}: {props.status_message}")
-            continue
-        result.ready.append(Planned(shot, service, request, service.estimate_cost(request), same_as))
     return result
+
+
+def _seeds(shot, variations: int, seed_mode: str) -> list[int | None]:
+    """The seed of each request: None lets the shot choose (its fixed seed, or a random one)."""
+    props = shot.shotline
+    if variations > 1 or seed_mode == 'NEW':
+        seeds: set[int] = set()
+        while len(seeds) < variations:
+            seeds.add(random.randrange(2**31))
+        return sorted(seeds)
+    if seed_mode == 'SAME':
+        active = props.takes[props.active_take] if 0 <= props.active_take < len(props.takes) else None
+        return [active.seed if active else props.seed]
+    return [None]
 
 
 def _take_of(shot, service_id: str, request) -> int:
@@ -172,10 +204,10 @@ def _note_workflow(scene, planned: Plan) -> str:
     return ""
 
 
-def submit(scene, shot_strips, force: bool = False) -> Submitted:
-    """Queue one job per shot. A shot whose request made one of its takes before shows that take
-    again instead of paying twice (unless `force`)."""
-    planned = plan(scene, shot_strips, force)
+def submit(scene, shot_strips, force: bool = False, variations: int = 1, seed_mode: str = 'SHOT') -> Submitted:
+    """Queue the shots' jobs (see `plan`). A shot whose request made one of its takes before shows that
+    take again instead of paying twice (unless `force`). Jobs add to a shot's running ones."""
+    planned = plan(scene, shot_strips, force, variations, seed_mode)
     problems = list(planned.problems)
     reused = []
     note = _note_workflow(scene, planned)
@@ -187,7 +219,7 @@ def submit(scene, shot_strips, force: bool = False) -> Submitted:
         shot, service, request = item.shot, item.service, item.request
         props = shot.shotline
         if item.same_as >= 0:
-            use_take(scene, shot, item.same_as)
+            takes.use_take(scene, shot, item.same_as)
             props.status, props.status_message = 'PLACED', f"{SAME_REQUEST} {item.same_as + 1}: shown again"
             reused.append(f"{shot.name}: the same request made take {item.same_as + 1}; shown again "
                           "(Generate with Force to pay for a new one)")
@@ -196,24 +228,98 @@ def submit(scene, shot_strips, force: bool = False) -> Submitted:
             props.status, props.status_message = 'FAILED', refusal
             problems.append(f"{shot.name}: {refusal}")
             continue
-        dest = media.next_take_path(mediafolder.root(scene), shot.name, reserved=[j.dest for j in queue().active()])
-        if props.job_id and (old := queue().get(props.job_id)) and not old.is_finished:
-            queue().cancel(old.id)
-        job = queue().submit(job_key(scene, shot), service.id, request, dest,
-                             str(mediafolder.journal_file(scene)), item.estimate)
-        props.job_id, props.status, props.progress, props.status_message = job.id, 'QUEUED', 0.0, ""
+        if item.inputs.exporting:  # frames are rendered on the main thread first, a few per pump
+            waiting = next((e for e in _exporting if e.inputs is item.inputs), None)
+            if waiting is None:
+                _exporting.append(_Export(job_key(scene, shot), item.inputs, [item]))
+            else:  # another variation of the shot: the same frames
+                waiting.items.append(item)
+            props.status, props.progress, props.status_message = 'QUEUED', 0.0, "Preparing the source video"
+        else:
+            _queue_job(scene, shot, item)
         queued += 1
     ensure_timer()
     return Submitted(queued, problems, reused)
 
 
+@dataclass
+class _Export:
+    """Jobs (a shot's variations) waiting for their source video's frames to be rendered from the timeline."""
+
+    key: str
+    inputs: sources.Inputs
+    items: list[Planned]
+
+
+_exporting: deque[_Export] = deque()
+
+
+def _queue_job(scene, shot, item: Planned) -> jobs.Job:
+    props = shot.shotline
+    dest = media.next_take_path(mediafolder.root(scene), shot.name, reserved=[j.dest for j in queue().active()])
+    job = queue().submit(job_key(scene, shot), item.service.id, item.request, dest,
+                         str(mediafolder.journal_file(scene)), item.estimate, item.inputs.prepare)
+    _made_with[job.id] = takes.settings_of(shot, item.request.seed)
+    props.job_id = " ".join([*running_jobs(shot), job.id])
+    props.status, props.progress, props.status_message = 'QUEUED', 0.0, ""
+    return job
+
+
+def _step_exports(budget_s: float) -> None:
+    """Render the next frames of the oldest export; queue its job once all are rendered."""
+    if not _exporting:
+        return
+    export = _exporting[0]
+    scene, shot = _shot_for(export.key)
+    if shot is None:
+        _exporting.popleft().inputs.cancel()
+        return
+    try:
+        done = export.inputs.exporting.step(budget_s)
+    except (OSError, ValueError, RuntimeError) as err:
+        _exporting.popleft().inputs.cancel()
+        shot.shotline.status, shot.shotline.status_message = 'FAILED', f"Cannot export the source video: {err}"
+        return
+    shot.shotline.progress = export.inputs.exporting.progress
+    shot.shotline.status_message = f"Preparing the source video {shot.shotline.progress:.0%}"
+    if done:
+        _exporting.popleft()
+        for item in export.items:
+            _queue_job(scene, shot, item)
+
+
+def running_jobs(shot) -> list[str]:
+    """The shot's jobs still queued, running, or finished with their take still to place."""
+    return [i for i in shot.shotline.job_id.split()
+            if (j := queue().get(i)) is not None and (not j.is_finished or i in _finished)]
+
+
 def cancel(job_ids=None) -> int:
     """Cancel the given jobs, or all; returns how many were asked to stop."""
+    if job_ids is None:
+        for export in _exporting:
+            export.inputs.cancel()
+            _scene, shot = _shot_for(export.key)
+            if shot is not None:
+                shot.shotline.status, shot.shotline.status_message = 'CANCELLED', "Cancelled"
+        _exporting.clear()
     q = queue()
     ids = [j.id for j in q.active()] if job_ids is None else [i for i in job_ids if q.get(i)]
     for job_id in ids:
         q.cancel(job_id)
     return len(ids)
+
+
+def cancel_shot(scene, shot) -> int:
+    """Cancel everything the shot has going: its jobs and a source video being exported."""
+    key = job_key(scene, shot)
+    exports = [e for e in _exporting if e.key == key]
+    for export in exports:
+        export.inputs.cancel()
+        _exporting.remove(export)
+    if exports:
+        shot.shotline.status, shot.shotline.status_message = 'CANCELLED', "Cancelled"
+    return len(exports) + cancel(running_jobs(shot))
 
 
 def pump(max_events: int = 64, budget_s: float = 0.004) -> list[jobs.Event]:
@@ -222,6 +328,7 @@ def pump(max_events: int = 64, budget_s: float = 0.004) -> list[jobs.Event]:
     Placing a take opens its video in Blender (several ms of the main thread), so a pump
     places at most one; the others wait for the next pumps, in the order they finished.
     """
+    _step_exports(0.03)
     events = queue().pump(max_events=max_events, budget_s=budget_s)
     for event in events:
         try:
@@ -247,6 +354,7 @@ def _end(job_id: str) -> None:
     if job is not None and job.journal and job.remote_id:
         journal.ended(Path(job.journal), job.id, job.state)
     _adopted.discard(job_id)
+    _made_with.pop(job_id, None)
 
 
 def _apply(event: jobs.Event) -> None:
@@ -262,6 +370,10 @@ def _apply(event: jobs.Event) -> None:
         props.status, props.status_message = 'DOWNLOADING', "placing the take"
         _finished.append(event.job_id)
         return
+    others = [i for i in running_jobs(shot) if i != event.job_id]
+    if event.kind in ("failed", "cancelled") and others:  # the shot's other takes are still coming
+        props.status_message = f"One take {event.kind}: {event.message}; {len(others)} still generating"
+        return
     props.status = STATUS_BY_EVENT[event.kind]
     if event.progress is not None:
         props.progress = event.progress
@@ -269,8 +381,7 @@ def _apply(event: jobs.Event) -> None:
 
 
 def has_running_job(shot) -> bool:
-    job = queue().get(shot.shotline.job_id)
-    return job is not None and not job.is_finished
+    return bool(running_jobs(shot))
 
 
 def shot_of_job(job_id: str):
@@ -283,7 +394,7 @@ def _current_shot(job_id: str):
     """(scene, shot) of a job, or (None, None) once the shot is gone or has a newer job."""
     job = queue().get(job_id)
     scene, shot = _shot_for(job.key) if job else (None, None)
-    if shot is None or (shot.shotline.job_id != job_id and job_id not in _adopted):
+    if shot is None or (job_id not in shot.shotline.job_id.split() and job_id not in _adopted):
         return None, None  # the take's file stays on disk; nothing else to do
     return scene, shot
 
@@ -305,21 +416,29 @@ def _add_take(scene, shot, job: jobs.Job) -> None:
         return
     take = props.takes.add()
     take.filepath = path
-    take.service, take.seed, take.prompt = job.service_id, job.request.seed, job.request.prompt
-    take.fps = float(job.request.fps if job.result.fps is None else job.result.fps)
+    request = job.request
+    take.service, take.seed, take.prompt = job.service_id, request.seed, request.prompt
+    take.negative_prompt, take.model = request.negative_prompt, request.model
+    take.fps = float(request.fps if job.result.fps is None else job.result.fps)
     take.frames = job.result.frames or 0
-    take.model = job.request.model
+    take.duration = take.frames / take.fps if take.frames and take.fps else float(request.duration)
+    take.references = "\n".join(mediafolder.blend_path(f) for f in _inputs_sent(request))
+    take.settings = _made_with.get(job.id, "")
     take.cost_estimated = job.result.cost is None
     take.cost = (job.estimate or 0.0) if job.result.cost is None else job.result.cost
     scene.shotline.spent += take.cost
     try:
-        take.request_key = jobs.request_key(job.service_id, job.request)
+        take.request_key = jobs.request_key(job.service_id, request)
     except OSError:  # an input file gone since: the take simply cannot be matched again
         take.request_key = ""
+    take.content_key = media.content_key(Path(bpy.path.abspath(path)))  # for Relink, should it move
     take.created = time.strftime("%Y-%m-%d %H:%M")
     props.active_take = len(props.takes) - 1
     props.progress = 1.0
-    if placed.plan.short_by:
+    still = [i for i in running_jobs(shot) if i != job.id]
+    if still:
+        props.status, props.status_message = 'GENERATING', f"Take {len(props.takes)} placed; {len(still)} more coming"
+    elif placed.plan.short_by:
         props.status = 'SHORT'
         props.status_message = f"Take is {placed.plan.short_by} frames shorter than the shot"
     else:
@@ -334,12 +453,9 @@ def _undo_step(message: str) -> None:
         bpy.ops.ed.undo_push(message=message)
 
 
-def use_take(scene, shot, index: int) -> placement.Placed:
-    """Show another of the shot's takes in its take strip."""
-    take = shot.shotline.takes[index]
-    placed = placement.place_take(scene, shot, take.filepath, timing.rate(take.fps) if take.fps > 0 else None)
-    shot.shotline.active_take = index
-    return placed
+def _inputs_sent(request) -> list[str]:
+    return [f for f in (request.reference_image, request.last_frame_image, *request.reference_images,
+                        request.source_video, request.audio) if f]
 
 
 def run_until_idle(timeout: float, interval: float = PUMP_INTERVAL, on_pump=None) -> None:
@@ -358,8 +474,8 @@ def run_until_idle(timeout: float, interval: float = PUMP_INTERVAL, on_pump=None
 
 
 def busy() -> bool:
-    """Jobs running, or takes still to place."""
-    return queue().busy or bool(_finished)
+    """Jobs running, source videos being exported, or takes still to place."""
+    return queue().busy or bool(_finished) or bool(_exporting)
 
 
 def _tick() -> float | None:
@@ -464,10 +580,8 @@ def adopt_journalled() -> int:
                 log.warning("cannot adopt a journalled job: %s", err)
                 continue
             _adopted.add(job.id)
-            current = queue().get(shot.shotline.job_id)
-            if current is None or current.is_finished or current.created < job.created:
-                shot.shotline.job_id, shot.shotline.status = job.id, 'GENERATING'
-                shot.shotline.status_message = "Adopted from the job journal"
+            shot.shotline.job_id = " ".join([*running_jobs(shot), job.id])
+            shot.shotline.status, shot.shotline.status_message = 'GENERATING', "Adopted from the job journal"
             adopted += 1
     return adopted
 
@@ -492,6 +606,10 @@ def unregister():
             handlers.remove(fn)
     _finished.clear()
     _adopted.clear()
+    _made_with.clear()
+    for export in _exporting:
+        export.inputs.cancel()
+    _exporting.clear()
     if _queue is not None:
         _queue.shutdown(wait=True, timeout=10)
         _queue = None

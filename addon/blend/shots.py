@@ -12,7 +12,7 @@ import bpy
 
 from .. import timing
 from ..services.base import Request
-from . import compat
+from . import cast, compat
 
 SHOT_TYPES = {'TEXT', 'COLOR'}
 
@@ -91,10 +91,10 @@ def is_untouched(strip) -> bool:
     props = strip.shotline
     return not (prompt(strip) or props.negative_prompt.strip() or props.reference_image or props.last_frame_image
                 or props.source_video or props.audio or len(props.references) or props.options.strip()
-                or props.workflow or props.pins.strip() or len(props.takes) or props.job_id)
+                or props.workflow or props.pins.strip() or props.cast.strip() or len(props.takes) or props.job_id)
 
 
-def _input_file(value: str, label: str) -> str:
+def input_file(value: str, label: str) -> str:
     """The absolute path of one of the shot's input files, or ""; a missing file is refused now."""
     if not value:
         return ""
@@ -131,13 +131,14 @@ def _options(scene, props, service) -> str:
     path = props.workflow or scene.shotline.workflow
     if not path:
         raise ValueError(f"{service.label} needs a workflow: choose one in the Project panel (or on the shot)")
-    options["workflow"] = _input_file(path, "workflow")
+    options["workflow"] = input_file(path, "workflow")
     options["pins"] = parse_pins(props.pins)
     return json.dumps(options, ensure_ascii=False)
 
 
-def build_request(scene, shot, service) -> Request:
-    """What to ask `service` for so a take covers `shot` at the scene's rate and size."""
+def build_request(scene, shot, service, inputs, seed: int | None = None) -> Request:
+    """What to ask `service` for so a take covers `shot` at the scene's rate and size. `inputs` are the
+    shot's stills, video and sound (sources.gather); `seed` overrides the shot's (a variation)."""
     text = prompt(shot)
     if not text:
         raise ValueError(f"Shot \"{shot.name}\" has no prompt")
@@ -148,17 +149,15 @@ def build_request(scene, shot, service) -> Request:
     clip_fps = fps if not caps.fps or fps in caps.fps else min(caps.fps, key=lambda r: (abs(r - fps), -r))
     frames = timing.request_frames(right - left, fps, clip_fps, caps.durations, caps.frame_multiple, caps.max_frames,
                                    compat.RETIMES_TO_LAST_FRAME)
-    if props.random_seed:
+    if seed is None and props.random_seed:
         props.seed = random.randrange(2**31)
     percent = scene.render.resolution_percentage / 100
-    references = tuple(_input_file(r.filepath, "reference image") for r in props.references if r.filepath)
+    references = cast.reference_paths(scene, shot, caps.reference_images)[0]  # the note: cast.left_out
     return Request(
-        shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed,
+        shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed if seed is None else seed,
         frames=frames, fps=clip_fps, model=props.model, options=_options(scene, props, service),
-        reference_image=_input_file(props.reference_image, "first-frame image"),
-        last_frame_image=_input_file(props.last_frame_image, "last-frame image"),
-        source_video=_input_file(props.source_video, "source video"),
-        audio=_input_file(props.audio, "audio file"),
+        reference_image=inputs.first_frame, last_frame_image=inputs.last_frame,
+        source_video=inputs.source_video, audio=inputs.audio,
         reference_images=references,
         # even sizes: H.264 needs them
         width=max(2, int(scene.render.resolution_x * percent) // 2 * 2),

@@ -6,6 +6,11 @@ that folder's name as the remote id. The worker only waits, relays progress and 
 per-frame work runs in Blender's process. poll() then says done; fetch() moves the clip to
 `dest`. The staging folder holds everything fetch needs, so a job survives a restart of
 Blender for as long as the temporary folder does.
+
+It takes every input a cloud service takes (first and last frame, reference images, a source
+video, audio), so the director's features can be tried offline. check() refuses a missing or
+unreadable input file by name before a job starts; what only decoding tells (a video or sound
+Blender cannot read) the child reports, naming the file.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import shutil
 import tempfile
 from fractions import Fraction
 from pathlib import Path
+
+from PIL import Image
 
 from .. import encode, framecode
 from .base import Capabilities, JobControl, Request, Result, Service, ServiceError, Status
@@ -32,7 +39,8 @@ class AnimaticService(Service):
     id = "animatic"
     label = "Animatic (local)"
     needs_network = False
-    capabilities = Capabilities(text_to_video=True, first_frame=True, max_frames=framecode.MAX_INDEX + 1)
+    capabilities = Capabilities(text_to_video=True, first_frame=True, last_frame=True, video_to_video=True,
+                                lip_sync=True, reference_images=4, max_frames=framecode.MAX_INDEX + 1)
     max_concurrency = 2
     poll_interval = 0.1
 
@@ -102,5 +110,45 @@ def _validate(request: Request) -> None:
                            f"not {request.width}x{request.height}.")
     if request.fps <= 0:
         raise ServiceError(f"Invalid frame rate {request.fps}.")
-    if request.reference_image and not Path(request.reference_image).is_file():
-        raise ServiceError(f"The reference image {request.reference_image} does not exist.")
+    pictures = [(request.reference_image, "reference image"), (request.last_frame_image, "last-frame image")]
+    pictures += [(path, "reference image") for path in request.reference_images]
+    for path, label in pictures:
+        if path:
+            _check_picture(path, label)
+    if request.source_video:
+        _check_file(request.source_video, "source video")  # decoded by the child: Blender reads what it reads
+    if request.audio:
+        _check_audio(request.audio)
+
+
+def _check_file(path: str, label: str) -> bytes:
+    """The first bytes of an input file; ServiceError naming it when it is missing, unreadable or empty."""
+    file = Path(path)
+    if not file.is_file():
+        raise ServiceError(f"The {label} {path} does not exist.")
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(12)
+    except OSError as ex:
+        raise ServiceError(f"Cannot read the {label} {file.name}: {ex.strerror or ex}") from None
+    if not head:
+        raise ServiceError(f"The {label} {file.name} is empty.")
+    return head
+
+
+def _check_picture(path: str, label: str) -> None:
+    """Only the header is read (Pillow opens lazily): a file that is no picture is refused before a job starts."""
+    _check_file(path, label)
+    try:
+        with Image.open(path):
+            pass
+    except OSError:
+        raise ServiceError(f"Cannot read the {label} {Path(path).name}: not a picture.") from None
+
+
+def _check_audio(path: str) -> None:
+    """A WAV file must say it is one; other formats are read by Blender in the child, which names the
+    file if it cannot."""
+    head = _check_file(path, "audio file")
+    if Path(path).suffix.lower() in (".wav", ".wave") and not (head[:4] in (b"RIFF", b"RF64") and head[8:] == b"WAVE"):
+        raise ServiceError(f"Cannot read the audio file {Path(path).name}: not a WAV file.")
