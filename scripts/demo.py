@@ -168,7 +168,7 @@ def main(out_dir: Path) -> int:
     preview = out_dir / "preview.mp4"
     print("Rendering the preview with the song...", flush=True)
     render_preview(scene, preview)
-    takes = sorted((out_dir / "shotline").rglob("*.mp4"))
+    takes = [t for s in made for t in s.shotline.takes]  # earlier runs' takes stay in the folder, unused
     print(f"\nBlend file:    {blend}\nPreview video: {preview}\nTakes:         {len(takes)} files in "
           f"{out_dir / 'shotline'}")
     shotline_dev.disable()
