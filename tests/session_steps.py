@@ -436,6 +436,68 @@ def step_reopen(state):
             "codes": frame_codes(sc, TEXT_SHOT, (0, 45), state["work"])}
 
 
+def picture(sc, frame: int, work: Path) -> np.ndarray:
+    """The sequencer's picture at `frame` (no caches), as frame_codes renders it."""
+    from PIL import Image
+
+    sc.frame_current = frame
+    out = work / "picture.png"
+    sc.render.filepath = str(out)
+    with bpy.context.temp_override(scene=sc):
+        bpy.ops.render.render(write_still=True)
+    with Image.open(out) as image:
+        return np.asarray(image.convert("RGB")).astype(float)
+
+
+def step_iterate(state):
+    """Two new shots: the second continues from the first's last frame, as two variations; then
+    lock, regenerate (refused), unlock, compare, delete a take to the trash, empty the trash, save."""
+    sc = scene()
+    sc.frame_current = 1
+    made = {}
+    for name, frame, prompt in (("Сцена А", 1, "Дождь на пустом бульваре"), ("Səhnə B", 41, "Qəmgin mahnı, gecə")):
+        sc.frame_current = frame
+        op(sc, "shotline_add_shot", prompt=prompt, length=40, channel=7)
+        made[name] = sc.sequence_editor.active_strip
+        made[name].name = name
+    first, second = made.values()
+    select(sc, [first], first)
+    generated = sorted(op(sc, "shotline_generate"))
+    pump()
+    second.shotline.first_frame.source = 'PREVIOUS'
+    select(sc, [second], second)
+    variations = sorted(op(sc, "shotline_generate", variations=2))
+    pump()
+    after_variations = describe(sc, second)
+    work = state["work"]
+    last = picture(sc, m.compat.span(first)[1] - 1, work)
+    opening = picture(sc, m.compat.span(second)[0], work)
+    h, w = last.shape[:2]
+    centre = (slice(h // 4, h * 3 // 5), slice(w // 4, w * 3 // 4))  # clear of the shot name, code and caption
+    continuity = float(np.abs(last[centre] - opening[centre]).mean())
+    unrelated = float(np.abs(picture(sc, m.compat.span(first)[0], work)[centre] - opening[centre]).mean())
+    second.shotline.locked = True
+    try:
+        op(sc, "shotline_generate", seed='NEW')
+        locked = "generated"
+    except RuntimeError as err:
+        locked = str(err)
+    second.shotline.locked = False
+    compared = sorted(op(sc, "shotline_compare_takes", mode='WIPE'))
+    compare_strips = len([s for s in all_strips(sc) if s.shotline.role == 'COMPARE'])
+    ended = sorted(op(sc, "shotline_end_compare"))
+    deleted = sorted(op(sc, "shotline_delete_take", index=0))
+    trashed = [file_facts(t.filepath) for t in sc.shotline.trash]
+    emptied = sorted(op(sc, "shotline_empty_trash"))
+    saved = sorted(bpy.ops.wm.save_mainfile())
+    return {"generate": generated, "variations": variations, "after_variations": after_variations,
+            "continuity": continuity, "unrelated": unrelated, "locked": locked, "delete": deleted,
+            "trashed": trashed, "trash_after": [file_facts(t["path"])["exists"] for t in trashed],
+            "compare": compared, "compare_strips": compare_strips, "end_compare": ended,
+            "compare_left": len([s for s in all_strips(sc) if s.shotline.role == 'COMPARE']),
+            "empty_trash": emptied, "save": saved, "first": describe(sc, first), "second": describe(sc, second)}
+
+
 def start_long_job(sc):
     """Add Shot with a long prompt at the playhead, Generate it, and pump until it is being drawn."""
     added = sorted(op(sc, "shotline_add_shot", prompt=LONG_PROMPT, length=LONG_FRAMES, channel=2))
@@ -522,7 +584,7 @@ def main() -> None:
     if args.phase == "session":
         steps = (step_install, step_scene, step_song, step_make_shots, step_analyze, step_lay_out,
                  step_placeholder_skipped, step_prompts, step_generate, step_sync, step_duplicate_split,
-                 step_snap, step_takes, step_save, step_reopen, step_crash_mid_job)
+                 step_snap, step_takes, step_save, step_reopen, step_iterate, step_crash_mid_job)
     elif args.phase == "unsaved":
         steps = (step_start, step_unsaved_mid_job)
     else:

@@ -403,6 +403,25 @@ def test_reopening_keeps_shots_takes_and_paths(session, world):
     _check_codes(reopened["codes"], f"{TEXT_SHOT} after reopening")
 
 
+def test_iterating_continuity_variations_lock_trash_and_compare(session, world):
+    it = session.step("iterate")
+    assert it["generate"] == it["variations"] == ["FINISHED"]
+    second = it["after_variations"]
+    assert len(second["takes"]) == 2 and len({t["seed"] for t in second["takes"]}) == 2, second["takes"]
+    assert second["status"] == 'PLACED', second["message"]
+    # the second shot opens on the first shot's last frame (H.264 apart), not on anything else
+    assert it["continuity"] < 8 < it["unrelated"], (it["continuity"], it["unrelated"])
+    assert "locked on take 2, skipped" in it["locked"]
+    assert it["delete"] == ["FINISHED"] and len(it["trashed"]) == 1 and it["trashed"][0]["exists"]
+    assert "/_trash/" in it["trashed"][0]["abs"]
+    assert it["compare"] == it["end_compare"] == ["FINISHED"] and it["compare_strips"] >= 3
+    assert it["compare_left"] == 0
+    assert it["empty_trash"] == ["FINISHED"] and it["trash_after"] == [False]
+    assert it["save"] == ["FINISHED"]
+    kept = it["second"]
+    assert len(kept["takes"]) == 1 and kept["takes"][0]["exists"] and kept["take_strip"]["path"].startswith("//")
+
+
 # -- closing mid-job and starting again -----------------------------------------------------------------------------
 
 def test_resume_output_has_no_traceback(resumed):
