@@ -4,9 +4,12 @@ footage under the shot (video to video) and the song under the shot (lip-sync)."
 
 from __future__ import annotations
 
+import base64
+import io
 from fractions import Fraction
 from pathlib import Path
 
+import bpy
 import numpy as np
 import pytest
 from PIL import Image
@@ -178,3 +181,36 @@ def test_cancelling_while_the_source_video_is_prepared_sends_nothing(timeline, t
     assert op(scene, "shotline_cancel") == {'FINISHED'}
     runtime.run_until_idle(60, interval=0.02)
     assert first.shotline.status == 'CANCELLED' and not service.received and not first.shotline.takes
+
+
+@pytest.mark.parametrize("spec", [("veo", "veo-3.1-fast-generate-preview"), ("replicate", "google/veo-3.1-fast")],
+                         ids=["veo", "replicate"])
+def test_a_cloud_service_receives_exactly_the_previous_shots_last_frame(scene, monkeypatch, tmp_path, spec):
+    """Through a fake speaking the real protocol: the still arrives lossless, pixel for pixel."""
+    from test_cast import _start
+
+    system = bpy.context.preferences.system
+    monkeypatch.setattr(system, "use_online_access", True)
+    cloud, cdn = _start(spec, scene, monkeypatch)
+    try:
+        set_fps(scene, Fraction(30000, 1001))
+        scene.render.resolution_x, scene.render.resolution_y = 256, 144
+        scene.view_settings.view_transform = 'Standard'
+        first = add_shot(scene, "Первый", 1, 30, channel=2)
+        second = add_shot(scene, "Ikinci", 31, 48, channel=2)
+        _generate(scene, first)  # the local animatic
+        second.shotline.service, second.shotline.model = cloud.id, cloud.model
+        second.shotline.first_frame.source = 'PREVIOUS'
+        _generate(scene, second)
+        assert second.shotline.status == 'PLACED', second.shotline.status_message
+        if cloud.id == "veo":
+            data = cloud.fake.bodies[0]["instances"][0]["image"]["bytesBase64Encoded"]
+        else:
+            (prediction,) = cloud.fake.predictions.values()
+            data = next(v for k, v in prediction["input"].items() if k in ("image", "first_frame")).split(",", 1)[1]
+        received = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+        rendered = render_frame(scene, compat.span(first)[1] - 1, tmp_path / "last.png")
+        assert np.array_equal(received, rendered)
+    finally:
+        cloud.fake.close()
+        cdn.close()

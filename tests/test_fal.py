@@ -86,8 +86,8 @@ def test_first_and_last_frames_go_as_data_uris(svc, fake, tmp_path):
     job, _ = run_alone(svc, request, tmp_path)
     assert job.state == "done", job.message
     [made] = fake.jobs.values()
-    assert made.input["image_url"].startswith("data:image/jpeg;base64,")
-    assert made.input["tail_image_url"].startswith("data:image/jpeg;base64,")
+    assert made.input["image_url"].startswith("data:image/png;base64,")  # lossless: exactly the picture
+    assert made.input["tail_image_url"].startswith("data:image/png;base64,")
     assert (made.input["duration"], made.input["negative_prompt"], made.input["cfg_scale"]) == ("5", "blur", 0.6)
     assert job.result.fps == 24 and job.result.frames == 120
 

@@ -68,7 +68,7 @@ def test_ray_3_2_takes_first_and_last_frame_inline(luma, queue, tmp_path):
     assert body["aspect_ratio"] == "9:16" and body["video"]["resolution"] == "1080p"
     for name in ("start_frame", "end_frame"):
         frame = body["video"][name]
-        assert frame["media_type"] == "image/jpeg" and base64.b64decode(frame["data"])[:2] == b"\xff\xd8"
+        assert frame["media_type"] == "image/png" and base64.b64decode(frame["data"])[:4] == b"\x89PNG"
     assert (job.result.width, job.result.height) == (1080, 1920)
 
 

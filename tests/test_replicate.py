@@ -106,7 +106,7 @@ def test_first_frame_and_veo_references_go_as_data_uris(svc, fake, tmp_path):
     assert job.state == "done", job.message
     [prediction] = fake.predictions.values()
     given = prediction["input"]
-    assert given["image"].startswith("data:image/jpeg;base64,") and len(given["image"]) <= 1_000_000
+    assert given["image"].startswith("data:image/png;base64,") and len(given["image"]) <= 1_000_000
     assert len(given["reference_images"]) == 2 and (given["duration"], given["resolution"]) == (8, "1080p")
     assert given["generate_audio"] is False and job.result.frames == 192
 
@@ -122,7 +122,7 @@ def test_large_audio_goes_through_the_files_api(svc, fake, tmp_path, monkeypatch
     assert name == "voice.wav" and data.startswith(b"RIFF") and "wav" in mime
     [prediction] = fake.predictions.values()
     assert prediction["input"]["audio"].startswith(f"{fake.api_url}/files/")
-    assert prediction["input"]["first_frame"].startswith("data:image/jpeg")
+    assert prediction["input"]["first_frame"].startswith("data:image/png")
 
 
 @pytest.mark.parametrize("model", [m.id for m in models.table().for_service("replicate")])

@@ -69,8 +69,9 @@ def test_first_and_last_frame_as_data_uris_a_large_still_shrunk_under_5_mb(runwa
     assert body["negativePrompt"] == "text, watermark" and "seed" not in body
     (first_ref, last_ref) = body["promptImage"]
     assert (first_ref["position"], last_ref["position"]) == ("first", "last")
+    # too large as a PNG: a JPEG under the limit; the small still goes whole, lossless
     assert first_ref["uri"].startswith("data:image/jpeg;base64,") and len(first_ref["uri"]) <= 5_000_000
-    assert base64.b64decode(last_ref["uri"].split(",", 1)[1])[:2] == b"\xff\xd8"
+    assert base64.b64decode(last_ref["uri"].split(",", 1)[1])[:4] == b"\x89PNG"
     assert (job.result.width, job.result.height) == (1920, 1080)
 
 
@@ -104,7 +105,7 @@ def test_act_two_puts_a_performance_on_a_character_still(runway, queue, tmp_path
                                       source_video=str(performance)), tmp_path)
     assert job.state == "done", job.message
     (body,) = fake.bodies
-    assert body["character"]["type"] == "image" and body["character"]["uri"].startswith("data:image/jpeg")
+    assert body["character"]["type"] == "image" and body["character"]["uri"].startswith("data:image/png")
     assert body["reference"] == {"type": "video", "uri": body["reference"]["uri"]}
     assert body["reference"]["uri"].startswith("runway://") and body["ratio"] == "1280:720"
     assert "promptText" not in body and "duration" not in body

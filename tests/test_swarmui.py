@@ -97,8 +97,8 @@ def test_first_and_last_frame_go_as_init_image_and_end_image(swarm, queue, tmp_p
                                       fps=Fraction(24000, 1001)), tmp_path)
     assert job.state == "done", job.message
     (body,) = fake.bodies
-    assert body["initimage"].startswith("data:image/jpeg;base64,") and body["initimagecreativity"] == 0
-    assert body["videoendimage"].startswith("data:image/jpeg;base64,")
+    assert body["initimage"].startswith("data:image/png;base64,") and body["initimagecreativity"] == 0
+    assert body["videoendimage"].startswith("data:image/png;base64,")
     assert (body["model"], body["videomodel"], body["videoframes"], body["videofps"]) == (I2V, I2V, 33, 24)
     assert "text2videoframes" not in body and fake.unknown == []
     assert job.result.frames == 33

@@ -63,8 +63,8 @@ def test_first_and_last_frame_go_inline_and_a_tall_8_s_shot_at_1080p(veo, queue,
     assert job.state == "done", job.message
     ((instance,), parameters) = fake.bodies[0]["instances"], fake.bodies[0]["parameters"]
     for name in ("image", "lastFrame"):
-        assert instance[name]["mimeType"] == "image/jpeg"
-        assert base64.b64decode(instance[name]["bytesBase64Encoded"])[:2] == b"\xff\xd8"
+        assert instance[name]["mimeType"] == "image/png"
+        assert base64.b64decode(instance[name]["bytesBase64Encoded"])[:4] == b"\x89PNG"
     assert parameters == {"aspectRatio": "9:16", "durationSeconds": 8, "sampleCount": 1, "resolution": "1080p"}
     assert (job.result.width, job.result.height, job.result.frames) == (1080, 1920, 192)
 

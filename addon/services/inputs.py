@@ -1,5 +1,5 @@
 """How a shot's inputs are put to an API: the nearest accepted aspect ratio and resolution, a
-still as a JPEG data URI within a size limit (Pillow), a file as a data URI, model options."""
+still as a PNG or JPEG data URI within a size limit (Pillow), a file as a data URI, model options."""
 
 from __future__ import annotations
 
@@ -46,12 +46,16 @@ def options(request: Request) -> dict[str, Any]:
 
 
 def image_data_uri(path: str, max_bytes: int, max_side: int = 2048) -> str:
-    """A JPEG data URI of the still, at most `max_side` pixels long and `max_bytes` long as a URI
-    (scaled down and compressed harder until it fits; never scaled up)."""
+    """A data URI of the still, at most `max_side` pixels long and `max_bytes` long as a URI.
+
+    A lossless still (a frame taken from the timeline for continuity is a PNG) goes as a PNG when it
+    fits whole, so the service receives exactly that picture; otherwise a JPEG, scaled down and
+    compressed harder until it fits (never scaled up)."""
     from PIL import Image, ImageOps  # Blender ships Pillow; imported here so the table loads without it
 
     try:
         with Image.open(path) as opened:
+            lossless = opened.format == "PNG"
             image = ImageOps.exif_transpose(opened)
             if image.mode in ("RGBA", "LA", "P"):
                 image = image.convert("RGBA")
@@ -61,19 +65,27 @@ def image_data_uri(path: str, max_bytes: int, max_side: int = 2048) -> str:
             image = image.convert("RGB")
     except OSError as e:
         raise ServiceError(f"Cannot read the image {Path(path).name}: {e}") from None
+    if lossless and max(image.size) <= max_side:
+        uri = _data_uri(image, "PNG")
+        if len(uri) <= max_bytes:
+            return uri
     scale = min(1.0, max_side / max(image.size))
     while True:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         frame = image.resize(size, Image.LANCZOS) if size != image.size else image
         for quality in (92, 85, 75):
-            buf = io.BytesIO()
-            frame.save(buf, "JPEG", quality=quality)
-            uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+            uri = _data_uri(frame, "JPEG", quality=quality)
             if len(uri) <= max_bytes:
                 return uri
         if max(size) <= 64:
             raise ServiceError(f"The image {Path(path).name} does not fit in {max_bytes} bytes.")
         scale *= 0.75
+
+
+def _data_uri(image, kind: str, **options) -> str:
+    buf = io.BytesIO()
+    image.save(buf, kind, **options)
+    return f"data:image/{kind.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def mime_type(path: str) -> str:
