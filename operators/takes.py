@@ -138,6 +138,34 @@ class SEQUENCER_OT_shotline_reuse_take(_TakeOperator, bpy.types.Operator):
         return {'FINISHED'}
 
 
+class SEQUENCER_OT_shotline_restore_take(bpy.types.Operator):
+    """Put this deleted take back on its shot"""
+
+    bl_idname = "sequencer.shotline_restore_take"
+    bl_label = "Restore Take"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    index: IntProperty(name="Trashed Take", default=0, min=0)  # type: ignore
+
+    @classmethod
+    def poll(cls, context):
+        scene = scene_with_editor(context)
+        return scene is not None and len(scene.shotline.trash) > 0
+
+    def execute(self, context):
+        scene = scene_with_editor(context)
+        if self.index >= len(scene.shotline.trash):
+            self.report({'ERROR'}, f"The trash has no take {self.index + 1}")
+            return {'CANCELLED'}
+        try:
+            note = takes.restore(scene, self.index)
+        except (ValueError, OSError) as err:
+            self.report({'ERROR'}, str(err))
+            return {'CANCELLED'}
+        self.report({'INFO'}, note)
+        return {'FINISHED'}
+
+
 class SEQUENCER_OT_shotline_empty_trash(bpy.types.Operator):
     """Delete from disk the files of deleted takes (only those)"""
 
@@ -192,6 +220,7 @@ class SEQUENCER_OT_shotline_refit_takes(bpy.types.Operator):
 
 
 classes = (SEQUENCER_OT_shotline_use_take, SEQUENCER_OT_shotline_step_take, SEQUENCER_OT_shotline_favourite_take,
-           SEQUENCER_OT_shotline_delete_take, SEQUENCER_OT_shotline_reuse_take, SEQUENCER_OT_shotline_empty_trash,
+           SEQUENCER_OT_shotline_delete_take, SEQUENCER_OT_shotline_reuse_take, SEQUENCER_OT_shotline_restore_take,
+           SEQUENCER_OT_shotline_empty_trash,
            SEQUENCER_OT_shotline_refit_takes)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -106,6 +106,10 @@ def draw_progress(layout, scene) -> None:
         row = box.row()
         row.label(text=f"{len(scene.shotline.trash)} deleted take(s) in the trash", icon='TRASH')
         row.operator("sequencer.shotline_empty_trash", text="Empty")
+        for index, trashed in list(enumerate(scene.shotline.trash))[-3:]:  # the latest: an easy way back
+            row = box.row()
+            row.label(text=f"{trashed.shot}: {bpy.path.basename(trashed.original or trashed.filepath)}")
+            row.operator("sequencer.shotline_restore_take", text="", icon='LOOP_BACK').index = index
 
 
 class SEQUENCER_PT_shotline_project(bpy.types.Panel):

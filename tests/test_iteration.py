@@ -15,6 +15,7 @@ import pytest
 from shotline.addon import media
 from shotline.addon.blend import compat, mediafolder, runtime, shots
 from shotline.panels import shot as shot_panels
+from test_panels import _draw, _operators
 from vse import add_shot, generate, op, render_frame, select, set_fps
 
 
@@ -210,3 +211,44 @@ def test_the_project_view_counts_locked_open_and_empty_shots(shot_scene):
     shot_panels.draw_progress(Layout(), scene)
     assert labels[0] == "1 of 3 shots locked · 1 open · 1 without takes"
     assert labels[1].startswith("2 takes · spent $0.00")
+
+
+def test_a_deleted_take_can_be_restored_from_the_trash(shot_scene):
+    scene, shot = shot_scene
+    for _ in range(2):
+        _generate(scene, shot)
+    first = dict(path=shot.shotline.takes[0].filepath, seed=shot.shotline.takes[0].seed,
+                 key=shot.shotline.takes[0].content_key)
+    assert op(scene, "shotline_delete_take", index=0) == {'FINISHED'}
+    drawn = _operators(_draw(shot_panels.SEQUENCER_PT_shotline_project, scene))  # Blender's own checks
+    assert ("sequencer.shotline_restore_take", "", {"index": 0}) in drawn
+    assert ("sequencer.shotline_empty_trash", "Empty", {}) in drawn
+    assert op(scene, "shotline_restore_take", index=0) == {'FINISHED'}
+    props = shot.shotline
+    assert len(props.takes) == 2 and len(scene.shotline.trash) == 0
+    back = props.takes[1]
+    assert (back.filepath, back.seed, back.content_key) == (first["path"], first["seed"], first["key"])
+    assert os.path.isfile(bpy.path.abspath(back.filepath))
+    assert op(scene, "shotline_use_take", index=1) == {'FINISHED'}
+    assert shots.take_strip(scene, shot).filepath == first["path"]
+
+
+def test_undoing_a_delete_brings_the_take_back_with_its_file(shot_scene):
+    scene, shot = shot_scene
+    for _ in range(2):
+        _generate(scene, shot)
+    name, shot_id = scene.name, shot.shotline.shot_id
+    path = bpy.path.abspath(shot.shotline.takes[1].filepath)
+    bpy.ops.ed.undo_push(message="two takes")
+    assert op(scene, "shotline_delete_take", index=1) == {'FINISHED'}
+    bpy.ops.ed.undo_push(message="take deleted")
+    assert not os.path.exists(path)
+    assert bpy.ops.ed.undo() == {'FINISHED'}
+    scene = bpy.data.scenes[name]
+    shot = shots.by_id(scene, shot_id)
+    assert len(shot.shotline.takes) == 2 and os.path.isfile(path), "the undone delete left the file in the trash"
+    assert shots.take_strip(scene, shot).filepath == shot.shotline.takes[1].filepath
+    assert bpy.ops.ed.redo() == {'FINISHED'}
+    scene = bpy.data.scenes[name]
+    assert len(shots.by_id(scene, shot_id).shotline.takes) == 1 and not os.path.exists(path)
+    assert os.path.isfile(bpy.path.abspath(scene.shotline.trash[0].filepath))

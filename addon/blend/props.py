@@ -133,7 +133,10 @@ class SHOTLINE_PG_trashed(bpy.types.PropertyGroup):
     """A deleted take's file, moved to the media folder's trash until the director empties it."""
 
     filepath: StringProperty(name="File", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
+    original: StringProperty(name="Was", subtype='FILE_PATH', options={'PATH_SUPPORTS_BLEND_RELATIVE'})  # type: ignore
     shot: StringProperty(name="Shot")  # type: ignore
+    shot_id: StringProperty(name="Shot ID")  # type: ignore
+    take: StringProperty(name="Take", description="The deleted take's record (JSON), for Restore")  # type: ignore
     deleted: StringProperty(name="Deleted")  # type: ignore
 
 

@@ -586,8 +586,20 @@ def adopt_journalled() -> int:
     return adopted
 
 
+@persistent
+def _after_undo(*_args) -> None:
+    """Undo and redo move take records, not files: follow them (a deleted take's file leaves the trash)."""
+    for scene in bpy.data.scenes:
+        if not hasattr(scene, "shotline"):
+            continue
+        try:
+            takes.heal_after_undo(scene)
+        except OSError as err:
+            notify(f"A take's file could not follow the undo: {err}")
+
+
 _HANDLERS = (("save_pre", _save_pre), ("save_post", _save_post), ("save_post_fail", _save_post_fail),
-             ("load_post", _load_post))
+             ("load_post", _load_post), ("undo_post", _after_undo), ("redo_post", _after_undo))
 
 
 def register():

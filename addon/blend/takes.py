@@ -104,7 +104,8 @@ def delete(scene, shot, index: int) -> str:
         target = media.free_path(trash / os.path.basename(path))
         media.move_file(Path(path), target)
         record = scene.shotline.trash.add()
-        record.filepath, record.shot = mediafolder.blend_path(target), shot.name
+        record.filepath, record.original = mediafolder.blend_path(target), take.filepath
+        record.shot, record.shot_id, record.take = shot.name, props.shot_id, _record(take)
         record.deleted = time.strftime("%Y-%m-%d %H:%M")
         note += f"; its file is in the trash ({target.parent.name}/{target.name})"
     active = props.active_take
@@ -114,6 +115,71 @@ def delete(scene, shot, index: int) -> str:
     elif index == active:
         _show_another(scene, shot, min(index, len(props.takes) - 1))
     return note
+
+
+def _record(take) -> str:
+    """Every field of a take, as JSON."""
+    names = [p.identifier for p in take.bl_rna.properties if p.identifier not in ("rna_type", "name")]
+    return json.dumps({name: getattr(take, name) for name in names}, ensure_ascii=False)
+
+
+def restore(scene, index: int) -> str:
+    """Put trashed take `index` back on its shot, its file back in the shot's folder; returns a note."""
+    record = scene.shotline.trash[index]
+    shot = shots.by_id(scene, record.shot_id)
+    if shot is None:
+        raise ValueError(f"The shot \"{record.shot}\" of this take is gone: the file stays in the trash")
+    source = Path(bpy.path.abspath(record.filepath))
+    if not source.is_file():
+        raise ValueError(f"The trashed file {source.name} is gone")
+    original = bpy.path.abspath(record.original) if record.original else ""
+    target = media.free_path(Path(original) if original else
+                             media.shot_dir(mediafolder.root(scene), shot.name) / source.name)
+    media.move_file(source, target)
+    take = shot.shotline.takes.add()
+    for name, value in json.loads(record.take or "{}").items():
+        if hasattr(take, name):
+            setattr(take, name, value)
+    take.filepath = mediafolder.blend_path(target)
+    scene.shotline.trash.remove(index)
+    return f"{shot.name}: take {len(shot.shotline.takes)} restored from the trash"
+
+
+def heal_after_undo(scene) -> int:
+    """Undo and redo bring take records back or take them away, but files stay where they are: put
+    each file where the records now say it is. Returns how many files moved."""
+    root = mediafolder.root(scene)
+    moved = 0
+    used = set()
+    for shot in shots.shots(scene):
+        for take in shot.shotline.takes:
+            path = Path(os.path.abspath(bpy.path.abspath(take.filepath)))
+            used.add(path)
+            if path.is_file():
+                continue
+            found = _in_trash(media.trash_dir(root, shot.name), path.name, take.content_key)
+            if found is not None:  # the delete was undone
+                media.move_file(found, path)
+                moved += 1
+    for record in scene.shotline.trash:
+        path = Path(bpy.path.abspath(record.filepath))
+        original = Path(os.path.abspath(bpy.path.abspath(record.original)))
+        if not path.is_file() and original.is_file() and original not in used:  # the delete was redone
+            media.move_file(original, path)
+            moved += 1
+    return moved
+
+
+def _in_trash(folder: Path, name: str, content_key: str) -> Path | None:
+    """The trashed file of a take: by its name, else (renamed on a clash) by its content."""
+    if not folder.is_dir():
+        return None
+    named = folder / name
+    others = sorted(p for p in folder.iterdir() if p.is_file() and p != named)
+    for candidate in ([named] if named.is_file() else []) + (others if content_key else []):
+        if not content_key or media.content_key(candidate) == content_key:
+            return candidate
+    return None
 
 
 def _show_another(scene, shot, index: int) -> None:
