@@ -214,3 +214,20 @@ def test_a_cloud_service_receives_exactly_the_previous_shots_last_frame(scene, m
     finally:
         cloud.fake.close()
         cdn.close()
+
+
+def test_a_file_saved_while_the_source_video_was_prepared_says_it_was_interrupted(timeline, tmp_path):
+    scene, service, first, _second = timeline
+    clip = make_clip(tmp_path, 90, Fraction(25), size=(128, 72), seed=5)
+    compat.strips(scene.sequence_editor).new_movie(name="live", filepath=str(clip), channel=1, frame_start=1)
+    first.shotline.video_strip = "live"
+    select(scene, [first])
+    assert op(scene, "shotline_generate") == {'FINISHED'}
+    blend = tmp_path / "mid-export.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)  # as a crash would leave the last save
+    runtime.cancel()
+    runtime.run_until_idle(60, interval=0.02)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    shot = next(s for s in shots.shots(bpy.data.scenes["Shotline Test"]) if s.name == "Первый")
+    assert shot.shotline.status == 'CANCELLED' and "Generate again" in shot.shotline.status_message
+    assert not runtime.busy() and not service.received

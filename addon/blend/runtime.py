@@ -554,6 +554,12 @@ def resume_file_jobs() -> None:
             except (KeyError, ValueError) as err:
                 log.warning("cannot resume a saved job: %s", err)
     adopt_journalled()
+    for scene in bpy.data.scenes:
+        for shot in shots.shots(scene) if hasattr(scene, "shotline") else ():
+            props = shot.shotline
+            if props.status in {'QUEUED', 'GENERATING', 'DOWNLOADING'} and not running_jobs(shot):
+                # saved while its inputs were still being made: nothing was sent
+                props.status, props.status_message = 'CANCELLED', "Interrupted before it was sent: Generate again"
     if busy():
         ensure_timer()
 
