@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from ..addon.blend import connection, farm, prefs, runtime
+from ..addon.blend import connection, farm, prefs, runtime, sources
 from ..addon.services import registry
 from .common import context_shot, scene_with_editor
 
@@ -111,6 +111,33 @@ class SEQUENCER_OT_shotline_remove_reference(bpy.types.Operator):
         return {'FINISHED'}
 
 
+class SEQUENCER_OT_shotline_frame_at_playhead(bpy.types.Operator):
+    """Take the shot's first or last frame from the picture under the playhead (live footage, a still,
+    another shot's take)"""
+
+    bl_idname = "sequencer.shotline_frame_at_playhead"
+    bl_label = "Frame at Playhead"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    end: EnumProperty(name="End", items=[('FIRST', "First Frame", ""), ('LAST', "Last Frame", "")])  # type: ignore
+
+    @classmethod
+    def poll(cls, context):
+        return context_shot(context) is not None
+
+    def execute(self, context):
+        scene, shot = scene_with_editor(context), context_shot(context)
+        frame = scene.frame_current
+        strip = sources.strip_at(scene, frame, shot)
+        if strip is None:
+            self.report({'ERROR'}, f"Nothing but this shot is on the timeline at frame {frame}")
+            return {'CANCELLED'}
+        source = shot.shotline.first_frame if self.end == 'FIRST' else shot.shotline.last_frame
+        source.source, source.strip, source.frame = 'STRIP', strip.name, frame
+        self.report({'INFO'}, f"{shot.name}: {self.end.lower()} frame from \"{strip.name}\" at frame {frame}")
+        return {'FINISHED'}
+
+
 class SEQUENCER_OT_shotline_cancel_job(bpy.types.Operator):
     """Stop this job (a service that cannot cancel still finishes and bills it)"""
 
@@ -178,6 +205,7 @@ class SEQUENCER_OT_shotline_send_to_farm(bpy.types.Operator):
 
 
 classes = (PREFERENCES_OT_shotline_test_connection, SEQUENCER_OT_shotline_set_model, SEQUENCER_MT_shotline_models,
+           SEQUENCER_OT_shotline_frame_at_playhead,
            SEQUENCER_OT_shotline_add_reference, SEQUENCER_OT_shotline_remove_reference,
            SEQUENCER_OT_shotline_cancel_job, SEQUENCER_OT_shotline_retry_job, SEQUENCER_OT_shotline_send_to_farm)
 register, unregister = bpy.utils.register_classes_factory(classes)

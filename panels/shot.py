@@ -28,7 +28,10 @@ def _draw_frame_source(layout, scene, props, end: str, file_prop: str) -> None:
     """Where the shot's first or last frame comes from."""
     source = getattr(props, end)
     col = layout.column(align=True)
-    col.prop(source, "source", text=props.bl_rna.properties[file_prop].name)
+    row = col.row(align=True)
+    row.prop(source, "source", text=props.bl_rna.properties[file_prop].name)
+    row.operator("sequencer.shotline_frame_at_playhead", text="", icon='EYEDROPPER').end = \
+        'FIRST' if end == "first_frame" else 'LAST'
     if source.source == 'FILE':
         col.prop(props, file_prop, text="")
         return

@@ -231,3 +231,24 @@ def test_a_file_saved_while_the_source_video_was_prepared_says_it_was_interrupte
     shot = next(s for s in shots.shots(bpy.data.scenes["Shotline Test"]) if s.name == "Первый")
     assert shot.shotline.status == 'CANCELLED' and "Generate again" in shot.shotline.status_message
     assert not runtime.busy() and not service.received
+
+
+def test_frame_at_playhead_takes_the_picture_under_it(timeline, tmp_path):
+    scene, service, first, second = timeline
+    _generate(scene, second)
+    clip = make_clip(tmp_path, 30, Fraction(25), size=(128, 72), seed=7)  # over the first shot only
+    compat.strips(scene.sequence_editor).new_movie(name="live", filepath=str(clip), channel=5, frame_start=1)
+    scene.sequence_editor.active_strip = first
+    scene.frame_current = 12
+    assert op(scene, "shotline_frame_at_playhead", end='FIRST') == {'FINISHED'}
+    source = first.shotline.first_frame
+    assert (source.source, source.strip, source.frame) == ('STRIP', "live", 12)
+    scene.frame_current = 40  # the second shot's take: another shot's picture is fair game
+    assert op(scene, "shotline_frame_at_playhead", end='LAST') == {'FINISHED'}
+    assert first.shotline.last_frame.strip == shots.take_strip(scene, second).name
+    scene.frame_current = 200
+    with pytest.raises(RuntimeError, match="Nothing but this shot is on the timeline at frame 200"):
+        op(scene, "shotline_frame_at_playhead", end='FIRST')
+    _generate(scene, first)
+    _request, pictures = service.received[-1]
+    assert set(pictures) == {"reference_image", "last_frame_image"}

@@ -137,6 +137,16 @@ def _frame(scene, shot, source, file_value: str, end: str, folder: Path) -> str:
     return _take_picture(scene, covering, frame, source.as_shown, folder, end)
 
 
+def strip_at(scene, frame: int, shot):
+    """The topmost picture at `frame` that is not the shot's own (its take, loops, compare): live
+    footage, a still, another shot's take. None when there is nothing else."""
+    own = {shot.shotline.shot_id} if shot.shotline.shot_id else set()
+    found = [s for s in compat.strips_all(scene.sequence_editor)
+             if s.type != 'SOUND' and not s.mute and _covers(s, frame) and s.shotline.role != 'SHOT'
+             and not (s.shotline.role in {'TAKE', 'LOOP', 'COMPARE'} and s.shotline.shot_id in own)]
+    return max(found, key=lambda s: s.channel, default=None)
+
+
 def neighbour_frame(scene, shot, which: str):
     """The shot before (`PREVIOUS`) or after (`NEXT`) `shot` in time and the scene frame where they
     meet: the previous shot's last frame, the next shot's first. Shots on the same channel win ties."""
