@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..addon.blend import cast, compat
+from ..addon.blend import cast, compat, runtime
 from ..addon.services import registry
 
 
@@ -52,6 +52,8 @@ class SEQUENCER_PT_shotline_cast(bpy.types.Panel):
 def draw_shot_cast(layout, scene, shot) -> None:
     """The shot's cast field, who its prompt names, and what of their stills its service gets."""
     props = shot.shotline
+    if cast.renamed(scene):  # a draw may not write: the shots follow on the next tick
+        runtime.resolve_copies_soon()
     layout.prop(props, "cast")
     named = cast.who(scene, shot)
     if named.from_prompt:

@@ -297,6 +297,20 @@ def test_members_go_in_and_out_of_the_selected_shots(scene):
         op(scene, "shotline_cast_assign")
 
 
+def test_a_member_renamed_in_the_list_is_renamed_in_the_shots(scene):
+    _member(scene, "Leyla", 'CHARACTER')
+    first, second = add_shot(scene, "A", 1, 24), add_shot(scene, "B", 30, 24)
+    first.shotline.cast, second.shotline.cast = "leyla, Səməd", "Səməd"
+    scene.shotline.cast[0].name = LEILA  # a double-click on the name in the cast list
+    assert cast.renamed(scene)
+    _draw(_draws(lambda layout: cast_panel.draw_shot_cast(layout, scene, first)), scene)  # drawing may not write
+    select(scene, [first])
+    assert op(scene, "shotline_generate") == {'FINISHED'}  # Generate carries the rename first
+    assert (first.shotline.cast, second.shotline.cast) == (f"{LEILA}, Səməd", "Səməd")
+    assert not cast.renamed(scene) and [m.name for m in cast.members_in(scene, first)] == [LEILA]
+    runtime.run_until_idle(120, interval=0.02)
+
+
 def test_a_shot_with_only_a_cast_is_touched(scene):
     shot = add_shot(scene, "Laid out", 1, 24)
     shot.shotline.prompt = ""

@@ -48,7 +48,7 @@ def add_member(scene, name: str, kind: str = 'CHARACTER'):
     elif find(scene, name) is not None:
         raise ValueError(f"The cast already has \"{find(scene, name).name}\"")
     member = scene.shotline.cast.add()
-    member.name, member.kind = name, kind
+    member.name, member.kind, member.known_name = name, kind, name
     scene.shotline.cast_index = len(scene.shotline.cast) - 1
     return member
 
@@ -62,6 +62,30 @@ def remove_member(scene, index: int) -> int:
     cast.remove(index)
     scene.shotline.cast_index = max(0, min(scene.shotline.cast_index, len(cast) - 1))
     return changed
+
+
+def renamed(scene) -> bool:
+    """A member renamed in the list since the shots' cast fields were written."""
+    return any(m.known_name != m.name for m in scene.shotline.cast)
+
+
+def follow_renames(scene) -> list[str]:
+    """Carry members renamed in the list into the shots' cast fields (no property callbacks: Blender
+    4.5 may run them without the GIL); returns a note per rename."""
+    from . import shots
+
+    notes = []
+    for member in scene.shotline.cast:
+        old, new = member.known_name, member.name
+        member.known_name = new
+        if not old or names.name_key(old) == names.name_key(new):
+            continue
+        for shot in shots.shots(scene):
+            field = names.field_names(shot.shotline.cast)
+            if names.name_key(old) in map(names.name_key, field):
+                shot.shotline.cast = ", ".join(new if names.name_key(n) == names.name_key(old) else n for n in field)
+        notes.append(f"Cast: \"{old}\" is now \"{new}\" in the shots' cast fields")
+    return notes
 
 
 def add_image(member, filepath: str) -> None:

@@ -127,6 +127,8 @@ class SHOTLINE_PG_cast_member(bpy.types.PropertyGroup):
     kind: EnumProperty(name="Kind", items=[('CHARACTER', "Character", ""), ('PLACE', "Place", ""),
                                            ('PROP', "Prop", "")], default='CHARACTER')  # type: ignore
     images: CollectionProperty(type=SHOTLINE_PG_reference)  # type: ignore
+    known_name: StringProperty(name="Known Name", description="The name shots' cast fields know it by: a "
+                               "rename in the list is carried into them")  # type: ignore
 
 
 class SHOTLINE_PG_trashed(bpy.types.PropertyGroup):

@@ -59,11 +59,13 @@ def _shot_for(key: str):
 
 
 def resolve_copies() -> list[str]:
-    """Make copied, pasted and split shots shots of their own (see identity.py), and let the song
-    picker show a renamed song's new name."""
+    """Make copied, pasted and split shots shots of their own (see identity.py), let the song
+    picker show a renamed song's new name, and carry renamed cast members into the shots."""
     notes = identity.resolve(bpy.data.scenes)
     for scene in bpy.data.scenes:
         song.keep_choice(scene)
+        if hasattr(scene, "shotline"):
+            notes += cast.follow_renames(scene)
     return notes
 
 
