@@ -105,6 +105,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--service", help="with --generate: the service for the shots generated")
     parser.add_argument("--model", help="with --generate: the service's model")
     parser.add_argument("--force", action="store_true", help="with --generate: never reuse an earlier take")
+    parser.add_argument("--takes", type=int, default=1, metavar="N",
+                        help="with --generate: N takes of each shot, each with its own seed (variations)")
     parser.add_argument("--shot", action="append", metavar="NAME", help="with --generate: only this shot (repeatable)")
     parser.add_argument("--workflow", help="with --generate: the workflow file (API format)")
     parser.add_argument("--pin", action="append", default=[], metavar="FIELD=NODE.INPUT",
@@ -239,14 +241,15 @@ def main(argv: list[str]) -> int:
         for shot in todo if args.pin else ():
             shot.shotline.pins = ", ".join(args.pin)
         choose_service(addon, todo, args.service, args.model)
-        queued, problems, reused = runtime.submit(scene, todo, force=args.force)
+        queued, problems, reused = runtime.submit(scene, todo, force=args.force, variations=max(1, args.takes))
         for problem in problems:
             print(f"not queued: {problem}", flush=True)
         for note in reused:
             print(f"reused: {note}", flush=True)
         if resumed:
             print(f"resuming {len(resumed)} shots", flush=True)
-        print(f"generating {queued} shots", flush=True)
+        print(f"generating {queued} shots" if args.takes <= 1 else f"generating {queued} takes ({args.takes} a shot)",
+              flush=True)
         running = resumed + [s for s in todo if s.shotline.status == 'QUEUED']
         finished = []
         with blender_output_hidden() as say:  # placing takes opens movies: Blender may talk about them

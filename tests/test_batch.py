@@ -81,7 +81,7 @@ def test_batch_prints_a_line_per_step_and_per_shot_not_blenders_log(generated):
     assert len(lines) == 10  # opened, analysed, laid out, generating, 4 shots, saved, the summary
 
 
-def test_the_batch_skips_a_locked_shot(addon, generated, tmp_path):
+def test_the_batch_makes_variations_and_skips_a_locked_shot(addon, generated, tmp_path):
     _run, out = generated
     bpy.ops.wm.open_mainfile(filepath=str(out))
     scene = next(s for s in bpy.data.scenes if s.sequence_editor)
@@ -89,11 +89,12 @@ def test_the_batch_skips_a_locked_shot(addon, generated, tmp_path):
     locked.shotline.locked = True
     blend = tmp_path / "locked.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    run = _batch(str(blend), "--generate", "--all", "--save", str(blend))
+    run = _batch(str(blend), "--generate", "--all", "--takes", "2", "--save", str(blend))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "generating 6 takes (2 a shot)" in run.stdout
     assert f"not queued: {locked.name}: locked on take 1, skipped (unlock it to generate again)" in run.stdout
     takes = {s["shot"]: s["takes"] for s in json.loads(run.stdout.strip().splitlines()[-1])["shots"]}
-    assert takes.pop(locked.name) == 1 and set(takes.values()) == {2}, takes
+    assert takes.pop(locked.name) == 1 and set(takes.values()) == {3}, takes  # two variations each
 
 
 def test_batch_generates_with_the_service_and_model_asked_for(tmp_path):
