@@ -70,6 +70,15 @@ def test_a_shot_continuing_from_the_previous_shot_receives_exactly_its_last_fram
     rendered = render_frame(scene, last, tmp_path / "last.png")
     assert np.array_equal(pictures["reference_image"], rendered), "pixel for pixel the frame the viewer sees last"
     assert framecode.read(rendered) == framecode.read(pictures["reference_image"])
+    # a grade the director put over the cut (an adjustment strip above the takes) is part of that picture
+    grade = compat.new_effect(compat.strips(scene.sequence_editor), "grade", 'ADJUSTMENT', 9, 1, 80)
+    balance = grade.modifiers.new("warm", 'COLOR_BALANCE')
+    balance.color_balance.gain = (1.3, 1.0, 0.7)
+    _generate(scene, second)
+    _request, graded = service.received[-1]
+    assert np.array_equal(graded["reference_image"], render_frame(scene, last, tmp_path / "graded.png"))
+    assert not np.array_equal(graded["reference_image"], rendered)
+    compat.strips(scene.sequence_editor).remove(grade)
     # a new take of the previous shot: the next Generate continues from that one
     previous_picture = pictures["reference_image"]
     _generate(scene, first)

@@ -127,14 +127,14 @@ def _frame(scene, shot, source, file_value: str, end: str, folder: Path) -> str:
         return shots.input_file(file_value, label)
     if source.source == 'STRIP':
         strip = _strip(scene, source.strip, f"{end}-frame")
-        return _take_picture(scene, [strip], source.frame, source.as_shown, folder, end)
+        return _take_picture(scene, shot, [strip], source.frame, source.as_shown, folder, end)
     neighbour, frame = neighbour_frame(scene, shot, source.source)
     covering = [s for s in [shots.take_strip(scene, neighbour), *shots.loop_strips(scene, neighbour)]
                 if s is not None and _covers(s, frame)]
     if not covering:
         raise ValueError(f"The {'previous' if source.source == 'PREVIOUS' else 'next'} shot \"{neighbour.name}\" "
                          "has no take yet: generate it first, or choose another picture")
-    return _take_picture(scene, covering, frame, source.as_shown, folder, end)
+    return _take_picture(scene, shot, covering, frame, source.as_shown, folder, end)
 
 
 def strip_at(scene, frame: int, shot):
@@ -169,8 +169,18 @@ def _covers(strip, frame: int) -> bool:
     return left <= frame < right
 
 
-def _take_picture(scene, strips: list, frame: int, as_shown: bool, folder: Path, end: str) -> str:
-    """Render the picture into `folder`, named by its content."""
+def _above(scene, shot, strips: list, frame: int) -> list:
+    """What the sequencer shows over `strips` at `frame` (a grade, a title), not this shot's own strips."""
+    top = max(s.channel for s in strips)
+    own = shot.shotline.shot_id
+    return [s for s in compat.strips_all(scene.sequence_editor)
+            if s.channel > top and not s.mute and s.type != 'SOUND' and _covers(s, frame)
+            and s.shotline.role != 'COMPARE' and not (s.shotline.shot_id == own and s.shotline.role != 'NONE')]
+
+
+def _take_picture(scene, shot, strips: list, frame: int, as_shown: bool, folder: Path, end: str) -> str:
+    """Render the picture into `folder`, named by its content: as shown, the strips with what is
+    stacked over them (the shots beneath, placeholders, are left out); else the first one's source."""
     if not any(_covers(s, frame) for s in strips):
         raise ValueError(f"\"{strips[0].name}\" does not show anything at frame {frame}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,7 +188,7 @@ def _take_picture(scene, strips: list, frame: int, as_shown: bool, folder: Path,
     os.close(handle)
     try:
         if as_shown:
-            frames.render_frame(scene, frame, Path(scratch), only=strips)
+            frames.render_frame(scene, frame, Path(scratch), only=strips + _above(scene, shot, strips, frame))
         else:
             frames.source_frame(scene, strips[0], frame, Path(scratch))
         target = folder / f"{end}-{media.content_key(Path(scratch))[:16]}.png"
