@@ -53,6 +53,7 @@ def test_every_take_keeps_what_made_it_and_no_file_is_overwritten(shot_scene):
         assert take.service == "animatic" and take.created
         assert take.duration == pytest.approx(30 / (30000 / 1001), abs=0.05)
         assert take.content_key == media.content_key(Path(bpy.path.abspath(take.filepath)))
+        assert take.size == os.path.getsize(bpy.path.abspath(take.filepath))
         settings = json.loads(take.settings)
         assert settings["prompt"] == take.prompt and settings["seed"] == take.seed
     assert first.seed != second.seed

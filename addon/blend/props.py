@@ -94,6 +94,8 @@ class SHOTLINE_PG_take(bpy.types.PropertyGroup):
     content_key: StringProperty(name="Content", description="sha256 of the take's file: Relink finds it "
                                 "by content when it was moved or renamed")  # type: ignore
     favourite: BoolProperty(name="Favourite", description="One of the director's picks")  # type: ignore
+    size: IntProperty(name="Size", description="Bytes of the take's file (0: unknown): Relink reads only "
+                      "files of this size")  # type: ignore
 
 
 class SHOTLINE_PG_reference(bpy.types.PropertyGroup):

@@ -433,7 +433,9 @@ def _add_take(scene, shot, job: jobs.Job) -> None:
         take.request_key = jobs.request_key(job.service_id, request)
     except OSError:  # an input file gone since: the take simply cannot be matched again
         take.request_key = ""
-    take.content_key = media.content_key(Path(bpy.path.abspath(path)))  # for Relink, should it move
+    file = Path(bpy.path.abspath(path))
+    take.content_key = media.content_key(file)  # for Relink, should it move
+    take.size = file.stat().st_size if file.stat().st_size < 2**31 else 0
     take.created = time.strftime("%Y-%m-%d %H:%M")
     props.active_take = len(props.takes) - 1
     props.progress = 1.0

@@ -57,7 +57,7 @@ def relink(scene, roots) -> Relinked:
         return report
     lost_paths = {path for *_, path in lost}
     in_use = {_absolute(scene, t.filepath) for s in shots.shots(scene) for t in s.shotline.takes if t.filepath}
-    wanted = [finder.Wanted(path, take.content_key) for _shot, _index, take, path in lost]
+    wanted = [finder.Wanted(path, take.content_key, take.size or None) for _shot, _index, take, path in lost]
     result = finder.search(wanted, roots, in_use=in_use - lost_paths)
     report.searched, report.notes = result.visited, result.notes
     moved: dict[str, str] = {}
