@@ -39,7 +39,7 @@ class Recording(AnimaticService):
         return super().submit(request, ctl)
 
 
-@pytest.fixture(params=[Fraction(30000, 1001), Fraction(25)], ids=["29.97", "25"])
+@pytest.fixture(params=[Fraction(30000, 1001), Fraction(24000, 1001), Fraction(25)], ids=["29.97", "23.976", "25"])
 def timeline(scene, monkeypatch, request):
     set_fps(scene, request.param)
     scene.render.resolution_x, scene.render.resolution_y = 128, 72
