@@ -464,7 +464,8 @@ class JobQueue:
         if not part.is_file():
             raise ServiceError(f"{service.label or service.id or task.service_id} returned no file")
         os.replace(part, task.dest)
-        return dataclasses.replace(result, path=task.dest) if result else Result(path=task.dest)
+        return dataclasses.replace(result or Result(path=task.dest), path=task.dest,
+                                   content_key=content_key(task.dest))
 
     @staticmethod
     def _overdue(task: _Task) -> ServiceError:

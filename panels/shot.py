@@ -37,7 +37,7 @@ def _draw_frame_source(layout, scene, props, end: str, file_prop: str) -> None:
         return
     if source.source == 'STRIP':
         ed = scene.sequence_editor
-        col.prop_search(source, "strip", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all", text="")
+        col.prop_search(source, "strip", ed, compat.STRIPS_ALL, text="")
         col.prop(source, "frame")
     col.prop(source, "as_shown")
 
@@ -52,7 +52,7 @@ def draw_inputs(layout, scene, props, caps) -> None:
     if caps.video_to_video or props.source_video or props.video_strip:
         col = layout.column(align=True)
         col.prop(props, "source_video")
-        col.prop_search(props, "video_strip", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all")
+        col.prop_search(props, "video_strip", ed, compat.STRIPS_ALL)
     if caps.lip_sync or props.audio or props.song_audio:
         col = layout.column(align=True)
         col.prop(props, "song_audio")
@@ -134,7 +134,7 @@ class SEQUENCER_PT_shotline_project(bpy.types.Panel):
         if song.name_shown_is_stale(scene):  # the song strip was renamed; a draw may not write
             runtime.resolve_copies_soon()
         if ed:
-            layout.prop_search(settings, "song", ed, "strips_all" if hasattr(ed, "strips_all") else "sequences_all",
+            layout.prop_search(settings, "song", ed, compat.STRIPS_ALL,
                                text="Song", icon='SOUND')
         layout.label(text=f"Following: {song_strip.name}" if song_strip else "No sound strip: add the song",
                      icon='INFO')

@@ -232,12 +232,12 @@ def test_a_file_saved_while_the_source_video_was_prepared_says_it_was_interrupte
     first.shotline.video_strip = "live"
     select(scene, [first])
     assert op(scene, "shotline_generate") == {'FINISHED'}
-    blend = tmp_path / "mid-export.blend"
+    blend, scene_name = tmp_path / "mid-export.blend", scene.name  # (earlier tests may have left a namesake)
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)  # as a crash would leave the last save
     runtime.cancel()
     runtime.run_until_idle(60, interval=0.02)
     bpy.ops.wm.open_mainfile(filepath=str(blend))
-    shot = next(s for s in shots.shots(bpy.data.scenes["Shotline Test"]) if s.name == "Первый")
+    shot = next(s for s in shots.shots(bpy.data.scenes[scene_name]) if s.name == "Первый")
     assert shot.shotline.status == 'CANCELLED' and "Generate again" in shot.shotline.status_message
     assert not runtime.busy() and not service.received
 

@@ -23,8 +23,12 @@ def strips(ed) -> bpy.types.bpy_prop_collection:
     return ed.strips if hasattr(ed, "strips") else ed.sequences
 
 
+# the sequence editor's collection of every strip, meta contents included ("sequences_all" up to 4.5)
+STRIPS_ALL = "strips_all" if "strips_all" in bpy.types.SequenceEditor.bl_rna.properties else "sequences_all"
+
+
 def strips_all(ed):
-    return ed.strips_all if hasattr(ed, "strips_all") else ed.sequences_all
+    return getattr(ed, STRIPS_ALL)
 
 
 def sequencer_scene(context) -> bpy.types.Scene | None:

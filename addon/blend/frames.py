@@ -20,11 +20,12 @@ from . import compat
 SOURCE_TYPES = ('MOVIE', 'IMAGE')
 _CACHES = ("use_cache_raw", "use_cache_final", "use_prefetch")
 _OVERRIDE_UNSAFE = bpy.app.version < (5, 0, 0)  # see compat.operators_on
-_FLAT_VIEW = dict(view_transform='Standard', look='None', exposure=0.0, gamma=1.0, use_curve_mapping=False)
+FLAT_VIEW = dict(  # view settings that write the sequencer's values to a PNG unchanged
+    view_transform='Standard', look='None', exposure=0.0, gamma=1.0, use_curve_mapping=False)
 
 
 @contextmanager
-def _kept(owner, **values):
+def kept(owner, **values):
     """Set attributes of `owner` for the duration, then put the old values back."""
     old = {name: getattr(owner, name) for name in values}
     try:
@@ -120,10 +121,10 @@ def render_frame(scene, frame: int, path: Path, only=None) -> Path:
     settings = scene.render.image_settings
     ed = scene.sequence_editor
     caches = {name: False for name in _CACHES if hasattr(ed, name)}
-    with _kept(scene, frame_current=frame), \
-            _kept(scene.render, filepath=str(path), use_sequencer=True, use_file_extension=False), \
-            _kept(settings, file_format='PNG'), _kept(settings, color_mode='RGB', color_depth='8'), \
-            _kept(ed, **caches), _only(scene, only), _current(scene):
+    with kept(scene, frame_current=frame), \
+            kept(scene.render, filepath=str(path), use_sequencer=True, use_file_extension=False), \
+            kept(settings, file_format='PNG'), kept(settings, color_mode='RGB', color_depth='8'), \
+            kept(ed, **caches), _only(scene, only), _current(scene):
         bpy.ops.render.render(write_still=True, scene=scene.name)
     if not path.is_file():
         raise RuntimeError(f"Blender did not write the frame {frame} to {path}")
@@ -150,7 +151,7 @@ def source_frame(scene, strip, frame: int, path: Path) -> Path:
         render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
         render.pixel_aspect_x = render.pixel_aspect_y = 1.0
         render.dither_intensity = 0.0  # no noise added on the way to 8 bits
-        for name, value in _FLAT_VIEW.items():
+        for name, value in FLAT_VIEW.items():
             setattr(copy.view_settings, name, value)
         return render_frame(copy, frame, path, only=[twin])
 

@@ -109,21 +109,15 @@ def _measuring(scene, take):
     or curves writes the sequencer's sRGB values to the PNG unchanged (linear ones sRGB-encoded),
     where any other view would bend them; and the take without its modifiers (ours comes first,
     so it sees the bare clip)."""
-    view = scene.view_settings
-    kept = {name: getattr(view, name) for name in ("view_transform", "look", "exposure", "gamma",
-                                                    "use_curve_mapping")}
     muted = [m for m in take.modifiers if not m.mute]
-    try:
-        view.view_transform, view.look = 'Standard', 'None'
-        view.exposure, view.gamma, view.use_curve_mapping = 0.0, 1.0, False
-        for modifier in muted:
-            modifier.mute = True
-        yield
-    finally:
-        for modifier in muted:
-            modifier.mute = False
-        for name, value in kept.items():
-            setattr(view, name, value)
+    with frames.kept(scene.view_settings, **frames.FLAT_VIEW):
+        try:
+            for modifier in muted:
+                modifier.mute = True
+            yield
+        finally:
+            for modifier in muted:
+                modifier.mute = False
 
 
 def _works_linear(scene, take) -> bool:

@@ -299,12 +299,7 @@ def running_jobs(shot) -> list[str]:
 def cancel(job_ids=None) -> int:
     """Cancel the given jobs, or all; returns how many were asked to stop."""
     if job_ids is None:
-        for export in _exporting:
-            export.inputs.cancel()
-            _scene, shot = _shot_for(export.key)
-            if shot is not None:
-                shot.shotline.status, shot.shotline.status_message = 'CANCELLED', "Cancelled"
-        _exporting.clear()
+        _cancel_exports(list(_exporting))
     q = queue()
     ids = [j.id for j in q.active()] if job_ids is None else [i for i in job_ids if q.get(i)]
     for job_id in ids:
@@ -315,13 +310,18 @@ def cancel(job_ids=None) -> int:
 def cancel_shot(scene, shot) -> int:
     """Cancel everything the shot has going: its jobs and a source video being exported."""
     key = job_key(scene, shot)
-    exports = [e for e in _exporting if e.key == key]
+    return _cancel_exports([e for e in _exporting if e.key == key]) + cancel(running_jobs(shot))
+
+
+def _cancel_exports(exports: list[_Export]) -> int:
+    """Stop source videos being exported (their jobs were never queued); their shots say so."""
     for export in exports:
         export.inputs.cancel()
         _exporting.remove(export)
-    if exports:
-        shot.shotline.status, shot.shotline.status_message = 'CANCELLED', "Cancelled"
-    return len(exports) + cancel(running_jobs(shot))
+        _scene, shot = _shot_for(export.key)
+        if shot is not None:
+            shot.shotline.status, shot.shotline.status_message = 'CANCELLED', "Cancelled"
+    return len(exports)
 
 
 def pump(max_events: int = 64, budget_s: float = 0.004) -> list[jobs.Event]:
@@ -433,9 +433,9 @@ def _add_take(scene, shot, job: jobs.Job) -> None:
         take.request_key = jobs.request_key(job.service_id, request)
     except OSError:  # an input file gone since: the take simply cannot be matched again
         take.request_key = ""
-    file = Path(bpy.path.abspath(path))
-    take.content_key = media.content_key(file)  # for Relink, should it move
-    take.size = file.stat().st_size if file.stat().st_size < 2**31 else 0
+    size = os.path.getsize(bpy.path.abspath(path))
+    take.content_key = job.result.content_key  # for Relink, should the file move
+    take.size = size if size < 2**31 else 0
     take.created = time.strftime("%Y-%m-%d %H:%M")
     props.active_take = len(props.takes) - 1
     props.progress = 1.0

@@ -151,15 +151,19 @@ def build_request(scene, shot, service, inputs, seed: int | None = None) -> Requ
                                    compat.RETIMES_TO_LAST_FRAME)
     if seed is None and props.random_seed:
         props.seed = random.randrange(2**31)
-    percent = scene.render.resolution_percentage / 100
+    width, height = output_size(scene)
     references = cast.reference_paths(scene, shot, caps.reference_images)[0]  # the note: cast.left_out
     return Request(
         shot_name=shot.name, prompt=text, negative_prompt=props.negative_prompt, seed=props.seed if seed is None else seed,
         frames=frames, fps=clip_fps, model=props.model, options=_options(scene, props, service),
         reference_image=inputs.first_frame, last_frame_image=inputs.last_frame,
         source_video=inputs.source_video, audio=inputs.audio,
-        reference_images=references,
-        # even sizes: H.264 needs them
-        width=max(2, int(scene.render.resolution_x * percent) // 2 * 2),
-        height=max(2, int(scene.render.resolution_y * percent) // 2 * 2),
+        reference_images=references, width=width, height=height,
     )
+
+
+def output_size(scene) -> tuple[int, int]:
+    """The scene's output size in pixels, made even (H.264 needs it)."""
+    percent = scene.render.resolution_percentage / 100
+    return (max(2, int(scene.render.resolution_x * percent) // 2 * 2),
+            max(2, int(scene.render.resolution_y * percent) // 2 * 2))

@@ -82,7 +82,7 @@ def gather(scene, shot, service) -> Inputs:
     if props.video_strip:
         strip = _strip(scene, props.video_strip, "source video")
         dest = folder / f"video-{uuid.uuid4().hex[:12]}.mp4"
-        width, height = _output_size(scene)
+        width, height = shots.output_size(scene)
         inputs.exporting = segment.SegmentExport(scene, strip, left, right, dest, width, height)
         inputs.source_video = str(dest)
         inputs.stand_ins["source_video"] = _media_file(strip)
@@ -105,12 +105,6 @@ def _media_file(strip) -> str:
     if strip.type == 'IMAGE':
         return bpy.path.abspath(os.path.join(strip.directory, strip.elements[0].filename))
     return bpy.path.abspath(getattr(strip, "filepath", ""))
-
-
-def _output_size(scene) -> tuple[int, int]:
-    percent = scene.render.resolution_percentage / 100
-    return (max(2, int(scene.render.resolution_x * percent) // 2 * 2),
-            max(2, int(scene.render.resolution_y * percent) // 2 * 2))
 
 
 def _strip(scene, name: str, what: str):

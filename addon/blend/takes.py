@@ -157,7 +157,7 @@ def heal_after_undo(scene) -> int:
             used.add(path)
             if path.is_file():
                 continue
-            found = _in_trash(media.trash_dir(root, shot.name), path.name, take.content_key)
+            found = _in_trash(media.trash_dir(root, shot.name), path.name, take.content_key, take.size)
             if found is not None:  # the delete was undone
                 media.move_file(found, path)
                 moved += 1
@@ -170,12 +170,14 @@ def heal_after_undo(scene) -> int:
     return moved
 
 
-def _in_trash(folder: Path, name: str, content_key: str) -> Path | None:
-    """The trashed file of a take: by its name, else (renamed on a clash) by its content."""
+def _in_trash(folder: Path, name: str, content_key: str, size: int) -> Path | None:
+    """The trashed file of a take: by its name, else (renamed on a clash) by its content; only
+    files of its size are read (undo runs this for every take whose file is missing)."""
     if not folder.is_dir():
         return None
     named = folder / name
-    others = sorted(p for p in folder.iterdir() if p.is_file() and p != named)
+    others = sorted(p for p in folder.iterdir()
+                    if p.is_file() and p != named and (not size or p.stat().st_size == size))
     for candidate in ([named] if named.is_file() else []) + (others if content_key else []):
         if not content_key or media.content_key(candidate) == content_key:
             return candidate

@@ -93,6 +93,7 @@ class Result:
     width: int | None = None
     height: int | None = None
     cost: float | None = None  # USD, where the service reports it
+    content_key: str = ""  # sha256 of the file, read by the job queue's worker (not on Blender's main thread)
 
 
 @dataclass
